@@ -1,0 +1,707 @@
+"""The phone degradation, the datasets and the three LightningDataModules."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import Tensor
+from torchmetrics.functional.image import peak_signal_noise_ratio
+
+from wespe.data import (
+    DPEDDataModule,
+    EmbeddedSampleDataModule,
+    FolderDataModule,
+    PairedImageDataset,
+    PhoneDegradation,
+    UnpairedPatchDataset,
+)
+from wespe.data.datasets import (
+    EMBEDDED_PHOTOS,
+    EpochSampler,
+    embedded_photo,
+    find_images,
+    load_image,
+    paired_by_name,
+)
+
+# --------------------------------------------------------------------------- helpers
+
+
+def random_uint8(shape: tuple[int, ...], seed: int) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+
+
+def write_image(
+    path: Path, image: Tensor | None = None, size: tuple[int, int] = (40, 40), seed: int = 0
+) -> Tensor:
+    """Write a ``(3, H, W)`` uint8 image (random if not given) with PIL; return what was written."""
+    if image is None:
+        image = random_uint8((3, *size), seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
+    return image
+
+
+def crop_positions(patch: Tensor, image: Tensor) -> list[tuple[int, int]]:
+    """All (top, left) where ``patch`` (float, [0, 1]) is exactly a crop of uint8 ``image``."""
+    size = patch.shape[-1]
+    target = (patch * 255).round().byte()
+    windows = image.unfold(1, size, 1).unfold(2, size, 1)  # (3, nH, nW, size, size)
+    hits = (windows == target[:, None, None]).all(dim=(0, 3, 4)).nonzero()
+    return [tuple(map(int, hit)) for hit in hits]
+
+
+def crop_origin(patch: Tensor, images: list[Tensor]) -> tuple[int, bool] | None:
+    """(index of the image, flipped) that ``patch`` was cropped from, or None."""
+    for index, image in enumerate(images):
+        if crop_positions(patch, image):
+            return index, False
+        if crop_positions(patch.flip(-1), image):
+            return index, True
+    return None
+
+
+# --------------------------------------------------------------------------- PhoneDegradation
+
+
+def test_degradation_is_deterministic_per_seed():
+    clean = torch.rand(3, 24, 20, generator=torch.Generator().manual_seed(0))
+    degrade = PhoneDegradation()
+    first = degrade(clean, seed=3)
+    assert torch.equal(first, degrade(clean, seed=3))
+    assert torch.equal(first, PhoneDegradation()(clean.clone(), seed=3))
+    assert not torch.equal(first, degrade(clean, seed=4))
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 16), (3, 17, 23), (3, 9, 31)])
+def test_degradation_range_and_shape(shape):
+    clean = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    out = PhoneDegradation()(clean, seed=0)
+    assert out.shape == shape
+    assert out.dtype == torch.float32
+    assert out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(out, clean)
+
+
+def test_degradation_darkens_mid_tones():
+    # A flat gray 0.5: gamma 1.6 gives 0.5 ** 1.6 ≈ 0.330; contrast leaves a flat image alone;
+    # the color cast multiplies by (1, 0.95, 0.75); blur leaves it flat; zero-mean noise (far
+    # from the clipping bounds) and JPEG keep the mean. Expected means ≈ (0.330, 0.313, 0.247).
+    gray = torch.full((3, 48, 48), 0.5)
+    out = PhoneDegradation()(gray, seed=0)
+    expected = 0.5**1.6 * torch.tensor([1.0, 0.95, 0.75])
+    torch.testing.assert_close(out.mean(dim=(1, 2)), expected, atol=0.01, rtol=0)
+    assert out.mean() < 0.5
+    # The noise is there (std 0.04 before JPEG smooths it a little).
+    assert 0.01 < out[0].std() < 0.06
+
+
+def test_degradation_with_gamma_one_and_no_cast_keeps_gray():
+    # The control of the test above: without gamma/cast, the mean stays at 0.5.
+    gray = torch.full((3, 32, 32), 0.5)
+    out = PhoneDegradation(gamma=1.0, color_cast=(1.0, 1.0, 1.0))(gray, seed=0)
+    torch.testing.assert_close(out.mean(dim=(1, 2)), torch.full((3,), 0.5), atol=0.01, rtol=0)
+
+
+def test_degradation_psnr_on_a_real_photo():
+    clean = embedded_photo("chelsea").float() / 255
+    degraded = PhoneDegradation()(clean, seed=0)
+    psnr = peak_signal_noise_ratio(degraded[None], clean[None], data_range=1.0).item()
+    # A visible degradation (the project's target: <= 20 dB), yet still the same photo.
+    assert psnr <= 20
+    assert psnr > 10
+    # Mild settings degrade less.
+    mild = PhoneDegradation(
+        gamma=1.0, contrast=1.0, color_cast=(1, 1, 1), noise_std=0.0, jpeg_quality=95
+    )
+    mild_psnr = peak_signal_noise_ratio(mild(clean, seed=0)[None], clean[None], data_range=1.0)
+    assert mild_psnr > psnr + 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"gamma": 0}, "gamma > 0"),
+        ({"gamma": -1.0}, "gamma > 0"),
+        ({"contrast": 0}, "contrast > 0"),
+        ({"noise_std": -0.1}, "noise_std >= 0"),
+        ({"blur_sigma": -1}, "blur_sigma >= 0"),
+        ({"jpeg_quality": 0}, "jpeg_quality"),
+        ({"jpeg_quality": 101}, "jpeg_quality"),
+        ({"color_cast": (1.0, 1.0)}, "color_cast"),
+    ],
+)
+def test_degradation_rejects_invalid_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PhoneDegradation(**kwargs)
+
+
+# --------------------------------------------------------------------------- find_images / load_image
+
+
+def test_find_images_recursive_sorted_and_filtered(tmp_path):
+    expected = [
+        tmp_path / "a.png",
+        tmp_path / "b" / "c.JPG",
+        tmp_path / "b" / "d" / "e" / "f.jpeg",
+        tmp_path / "b" / "z.bmp",
+        tmp_path / "m.webp",
+    ]
+    for seed, path in enumerate(expected):
+        write_image(path, size=(8, 8), seed=seed)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "b" / "d" / "data.npy").write_bytes(b"\x00" * 16)
+    (tmp_path / "folder.png").mkdir()  # a directory with an image suffix
+    found = find_images(tmp_path)
+    assert found == sorted(expected)
+    assert found == sorted(found)
+
+
+def test_find_images_accepts_str(tmp_path):
+    write_image(tmp_path / "x" / "y.png", size=(4, 4))
+    assert find_images(str(tmp_path)) == [tmp_path / "x" / "y.png"]
+
+
+def test_find_images_missing_folder(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        find_images(missing)
+
+
+def test_find_images_folder_without_images(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "readme.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path))):
+        find_images(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=re.escape(str(empty))):
+        find_images(empty)
+
+
+def test_load_image_rgb_png(tmp_path):
+    written = write_image(tmp_path / "x.png", size=(7, 11), seed=5)
+    loaded = load_image(tmp_path / "x.png")
+    assert loaded.dtype == torch.uint8
+    assert loaded.shape == (3, 7, 11)
+    assert torch.equal(loaded, written)
+
+
+def test_load_image_grayscale_becomes_rgb(tmp_path):
+    gray = np.arange(6 * 9, dtype=np.uint8).reshape(6, 9) * 4
+    Image.fromarray(gray, mode="L").save(tmp_path / "g.png")
+    loaded = load_image(tmp_path / "g.png")
+    assert loaded.shape == (3, 6, 9) and loaded.dtype == torch.uint8
+    for channel in loaded:
+        assert torch.equal(channel, torch.from_numpy(gray))
+
+
+def test_load_image_rgba_drops_alpha(tmp_path):
+    rgba = np.zeros((5, 5, 4), dtype=np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 10
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
+    loaded = load_image(tmp_path / "a.png")
+    assert loaded.shape == (3, 5, 5)
+    assert (loaded[0] == 200).all() and (loaded[1:] == 0).all()
+
+
+def test_load_image_corrupt_file(tmp_path):
+    path = tmp_path / "x.jpg"
+    path.write_bytes(b"this is not a jpeg \x00\x01\x02" * 10)
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        load_image(path)
+
+
+def test_load_image_missing_file(tmp_path):
+    path = tmp_path / "gone.png"
+    with pytest.raises(ValueError, match="gone.png"):
+        load_image(path)
+
+
+# --------------------------------------------------------------------------- UnpairedPatchDataset
+
+
+SOURCES = [random_uint8((3, 40, 50), 1), random_uint8((3, 45, 33), 2)]
+TARGETS = [random_uint8((3, 36, 36), 3), random_uint8((3, 50, 41), 4), random_uint8((3, 30, 60), 5)]
+
+
+def test_patches_shape_dtype_range_and_origin():
+    ds = UnpairedPatchDataset(SOURCES, TARGETS, patch_size=16, length=12, seed=0)
+    assert len(ds) == 12
+    for index in range(len(ds)):
+        item = ds[index]
+        assert set(item) == {"source", "target"}
+        for key in ("source", "target"):
+            patch = item[key]
+            assert patch.shape == (3, 16, 16) and patch.dtype == torch.float32
+            assert patch.min() >= 0 and patch.max() <= 1
+        # Each patch is an exact crop of an image of its own domain.
+        assert crop_origin(item["source"], SOURCES) is not None
+        assert crop_origin(item["target"], TARGETS) is not None
+        assert crop_origin(item["source"], TARGETS) is None
+
+
+def test_patches_use_all_images_and_flips():
+    ds = UnpairedPatchDataset(SOURCES, TARGETS, patch_size=16, length=40, seed=0)
+    origins = [crop_origin(ds[i]["target"], TARGETS) for i in range(40)]
+    assert {index for index, _ in origins} == {0, 1, 2}
+    assert {flipped for _, flipped in origins} == {False, True}
+    no_flip = UnpairedPatchDataset(SOURCES, TARGETS, patch_size=16, length=40, seed=0, flip=False)
+    assert all(not crop_origin(no_flip[i]["source"], SOURCES)[1] for i in range(40))
+
+
+def test_patches_are_deterministic_across_objects():
+    ds = UnpairedPatchDataset(SOURCES, TARGETS, patch_size=16, length=8, seed=7)
+    fresh = UnpairedPatchDataset(
+        [s.clone() for s in SOURCES], TARGETS, patch_size=16, length=8, seed=7
+    )
+    for index in (0, 3, 7, 123):
+        a, b, c = ds[index], ds[index], fresh[index]
+        for key in ("source", "target"):
+            assert torch.equal(a[key], b[key])
+            assert torch.equal(a[key], c[key])
+
+
+def test_patches_depend_on_the_seed():
+    ds = UnpairedPatchDataset(SOURCES, TARGETS, patch_size=16, length=8, seed=7)
+    other_seed = UnpairedPatchDataset(SOURCES, TARGETS, patch_size=16, length=8, seed=8)
+    same = [torch.equal(ds[i]["source"], other_seed[i]["source"]) for i in range(8)]
+    assert not all(same)
+
+
+def test_patches_differ_between_indices():
+    ds = UnpairedPatchDataset(SOURCES, TARGETS, patch_size=16, length=10, seed=0)
+    sources = [ds[i]["source"] for i in range(10)]
+    targets = [ds[i]["target"] for i in range(10)]
+    for i in range(10):
+        for j in range(i + 1, 10):
+            assert not torch.equal(sources[i], sources[j])
+            assert not torch.equal(targets[i], targets[j])
+
+
+def test_source_stream_does_not_depend_on_targets():
+    ds_a = UnpairedPatchDataset(SOURCES, TARGETS, patch_size=16, length=20, seed=0)
+    ds_b = UnpairedPatchDataset(
+        SOURCES, TARGETS[:1] + [random_uint8((3, 64, 64), 9)], 16, 20, seed=0
+    )
+    for index in range(20):
+        assert torch.equal(ds_a[index]["source"], ds_b[index]["source"])
+    assert any(not torch.equal(ds_a[i]["target"], ds_b[i]["target"]) for i in range(20))
+
+
+def test_source_and_target_streams_are_not_the_same_draws():
+    # Same images in both domains: if the two streams shared their random draws, every
+    # item would hold two identical patches.
+    ds = UnpairedPatchDataset(SOURCES, SOURCES, patch_size=16, length=10, seed=0)
+    assert sum(torch.equal(ds[i]["source"], ds[i]["target"]) for i in range(10)) == 0
+
+
+def test_indices_beyond_len():
+    ds = UnpairedPatchDataset(SOURCES, TARGETS, patch_size=16, length=5, seed=0)
+    beyond = ds[5 * 3 + 2]
+    assert beyond["source"].shape == (3, 16, 16)
+    assert crop_origin(beyond["source"], SOURCES) is not None
+    assert not torch.equal(beyond["source"], ds[2]["source"])  # a new epoch, new patches
+
+
+def test_image_smaller_than_patch_in_memory():
+    with pytest.raises(ValueError, match=r"10x40.*patch_size=16"):
+        UnpairedPatchDataset([random_uint8((3, 10, 40), 0)], TARGETS, patch_size=16, length=4)
+    with pytest.raises(ValueError, match=r"smaller than patch_size=37"):
+        UnpairedPatchDataset(SOURCES, TARGETS, patch_size=37, length=4)
+
+
+def test_image_smaller_than_patch_on_disk(tmp_path):
+    small = tmp_path / "small.png"
+    write_image(small, size=(12, 30))
+    ds = UnpairedPatchDataset([small], TARGETS, patch_size=16, length=4)  # lazy: checked on read
+    with pytest.raises(ValueError, match=r"small\.png is 12x30, smaller than patch_size=16"):
+        ds[0]
+
+
+def test_invalid_dataset_arguments():
+    with pytest.raises(ValueError, match="at least one"):
+        UnpairedPatchDataset([], TARGETS, patch_size=8, length=4)
+    with pytest.raises(ValueError, match="at least one"):
+        UnpairedPatchDataset(SOURCES, [], patch_size=8, length=4)
+    with pytest.raises(ValueError, match="patch_size and length"):
+        UnpairedPatchDataset(SOURCES, TARGETS, patch_size=8, length=0)
+
+
+def test_patches_from_files(tmp_path):
+    source_paths = [tmp_path / "src" / f"{i}.png" for i in range(2)]
+    target_paths = [tmp_path / "tgt" / "deep" / f"{i}.png" for i in range(2)]
+    sources = [write_image(p, size=(30, 34), seed=10 + i) for i, p in enumerate(source_paths)]
+    targets = [write_image(p, size=(28, 40), seed=20 + i) for i, p in enumerate(target_paths)]
+    ds = UnpairedPatchDataset(source_paths, target_paths, patch_size=20, length=6, seed=1)
+    in_memory = UnpairedPatchDataset(sources, targets, patch_size=20, length=6, seed=1)
+    for index in range(6):
+        item = ds[index]
+        assert item["source"].shape == (3, 20, 20) and item["source"].dtype == torch.float32
+        assert crop_origin(item["source"], sources) is not None
+        assert crop_origin(item["target"], targets) is not None
+        # Paths and decoded tensors give the very same patches.
+        assert torch.equal(item["source"], in_memory[index]["source"])
+        assert torch.equal(item["target"], in_memory[index]["target"])
+
+
+# --------------------------------------------------------------------------- EpochSampler
+
+
+def test_epoch_sampler():
+    sampler = EpochSampler(5)
+    assert len(sampler) == 5
+    assert list(sampler) == list(range(5))
+    sampler.set_epoch(2)
+    assert list(sampler) == list(range(10, 15))
+    assert len(sampler) == 5
+    sampler.set_epoch(0)
+    assert list(sampler) == list(range(5))
+
+
+# --------------------------------------------------------------------------- PairedImageDataset
+
+
+def test_paired_dataset_items():
+    degraded = [random_uint8((3, 20, 30), 1), random_uint8((3, 12, 9), 2)]
+    clean = [random_uint8((3, 20, 30), 3), random_uint8((3, 12, 9), 4)]
+    ds = PairedImageDataset(degraded, clean)
+    assert len(ds) == 2
+    for index in range(2):
+        item = ds[index]
+        assert set(item) == {"source", "clean", "index", "name"}
+        assert item["index"] == index
+        assert item["name"] == f"{index:04d}"  # in-memory images are named by index
+        assert item["source"].dtype == torch.float32
+        torch.testing.assert_close(item["source"], degraded[index].float() / 255, atol=0, rtol=0)
+        torch.testing.assert_close(item["clean"], clean[index].float() / 255, atol=0, rtol=0)
+
+
+def test_paired_dataset_names():
+    images = [random_uint8((3, 8, 8), 1)]
+    assert PairedImageDataset(images, images, names=["cat"])[0]["name"] == "cat"
+    with pytest.raises(ValueError, match="one name per image"):
+        PairedImageDataset(images, images, names=["a", "b"])
+
+
+def test_paired_dataset_center_crop():
+    degraded, clean = random_uint8((3, 20, 30), 1), random_uint8((3, 20, 30), 2)
+    item = PairedImageDataset([degraded], [clean], crop=8)[0]
+    assert item["source"].shape == (3, 8, 8)
+    torch.testing.assert_close(item["source"], degraded[:, 6:14, 11:19].float() / 255)
+    torch.testing.assert_close(item["clean"], clean[:, 6:14, 11:19].float() / 255)
+    # Larger than one side: cropped to min(crop, size) per side.
+    item = PairedImageDataset([degraded], [clean], crop=25)[0]
+    assert item["clean"].shape == (3, 20, 25)
+    torch.testing.assert_close(item["clean"], clean[:, :, 2:27].float() / 255)
+    item = PairedImageDataset([degraded], [clean], crop=100)[0]
+    torch.testing.assert_close(item["clean"], clean.float() / 255)
+
+
+def test_paired_dataset_size_mismatch_names_files(tmp_path):
+    a = tmp_path / "deg" / "a.png"
+    b = tmp_path / "clean" / "a.png"
+    write_image(a, size=(10, 12))
+    write_image(b, size=(10, 13))
+    ds = PairedImageDataset([a], [b])
+    with pytest.raises(ValueError, match="differ in size") as info:
+        ds[0]
+    assert str(a) in str(info.value) and str(b) in str(info.value)
+
+
+def test_paired_dataset_unequal_lengths():
+    with pytest.raises(ValueError, match="as many clean as degraded"):
+        PairedImageDataset([random_uint8((3, 4, 4), 0)] * 2, [random_uint8((3, 4, 4), 1)])
+
+
+# --------------------------------------------------------------------------- paired_by_name
+
+
+def test_paired_by_name_matches_relative_paths(tmp_path):
+    names = ["b.png", "a.png", "sub/c.png"]
+    for i, name in enumerate(names):
+        write_image(tmp_path / "deg" / name, size=(6, 6), seed=i)
+        write_image(tmp_path / "clean" / name, size=(6, 6), seed=10 + i)
+    write_image(tmp_path / "clean" / "extra.png", size=(6, 6))  # unused clean images are fine
+    write_image(tmp_path / "clean" / "c.png", size=(6, 6))  # same file name, other folder
+    degraded, clean = paired_by_name(tmp_path / "deg", tmp_path / "clean")
+    assert [p.relative_to(tmp_path / "deg") for p in degraded] == [
+        Path("a.png"),
+        Path("b.png"),
+        Path("sub/c.png"),
+    ]
+    assert [p.relative_to(tmp_path / "clean") for p in clean] == [
+        Path("a.png"),
+        Path("b.png"),
+        Path("sub/c.png"),
+    ]
+
+
+def test_paired_by_name_missing_counterpart(tmp_path):
+    write_image(tmp_path / "deg" / "a.png", size=(6, 6))
+    write_image(tmp_path / "deg" / "sub" / "lonely.png", size=(6, 6))
+    write_image(tmp_path / "clean" / "a.png", size=(6, 6))
+    write_image(tmp_path / "clean" / "lonely.png", size=(6, 6))  # wrong folder: no match
+    with pytest.raises(FileNotFoundError, match=re.escape(str(Path("sub") / "lonely.png"))):
+        paired_by_name(tmp_path / "deg", tmp_path / "clean")
+
+
+# --------------------------------------------------------------------------- DPEDDataModule
+
+
+TEST_NAMES = ["10.jpg", "2.jpg", "7.jpg"]  # sorted by path: 10, 2, 7
+
+
+@pytest.fixture
+def dped_root(tmp_path) -> Path:
+    root = tmp_path / "dped"
+    train = root / "iphone" / "training_data"
+    test = root / "iphone" / "test_data" / "patches"
+    for i in range(6):
+        write_image(train / "iphone" / f"{i}.jpg", size=(100, 100), seed=i)
+        write_image(train / "canon" / f"{i}.jpg", size=(100, 100), seed=100 + i)
+    for i, name in enumerate(TEST_NAMES):
+        write_image(test / "iphone" / name, size=(100, 100), seed=200 + i)
+        write_image(test / "canon" / name, size=(100, 100), seed=300 + i)
+    return root
+
+
+def test_dped_datamodule(dped_root):
+    dm = DPEDDataModule(
+        root=dped_root, phone="iphone", patch_size=32, batch_size=4, patches_per_epoch=8
+    )
+    dm.setup("fit")
+    train_set = dm.train_set
+    dm.setup("validate")
+    assert dm.train_set is train_set  # second setup is a no-op
+    assert all(isinstance(p, Path) for p in train_set.source)  # DPED is read lazily
+    assert len(train_set.source) == 6 and len(train_set.target) == 6
+    assert all(p.parent.name == "iphone" for p in train_set.source)
+    assert all(p.parent.name == "canon" for p in train_set.target)
+
+    loader = dm.train_dataloader()
+    assert len(loader) == 2
+    batch = next(iter(loader))
+    assert set(batch) == {"source", "target"}
+    assert batch["source"].shape == (4, 3, 32, 32) and batch["target"].shape == (4, 3, 32, 32)
+
+    items = list(dm.val_dataloader())
+    assert len(items) == 3
+    test = dped_root / "iphone" / "test_data" / "patches"
+    for k, (item, name) in enumerate(zip(items, sorted(TEST_NAMES), strict=True)):
+        assert item["source"].shape == (1, 3, 100, 100) and item["clean"].shape == (1, 3, 100, 100)
+        assert int(item["index"]) == k
+        torch.testing.assert_close(
+            item["clean"][0], load_image(test / "canon" / name).float() / 255
+        )
+        torch.testing.assert_close(
+            item["source"][0], load_image(test / "iphone" / name).float() / 255
+        )
+
+
+def test_dped_datamodule_new_patches_each_epoch(dped_root):
+    dm = DPEDDataModule(root=dped_root, patch_size=32, batch_size=4, patches_per_epoch=8)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    first = next(iter(loader))["source"]
+    assert torch.equal(first, next(iter(dm.train_dataloader()))["source"])  # reproducible
+    loader.sampler.set_epoch(1)
+    assert not torch.equal(first, next(iter(loader))["source"])
+
+
+def test_dped_datamodule_missing_root(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data.root"):
+        DPEDDataModule(root=tmp_path / "no_dped")
+
+
+def test_dped_datamodule_unknown_phone(dped_root):
+    with pytest.raises(ValueError, match="nokia"):
+        DPEDDataModule(root=dped_root, phone="nokia")
+
+
+# --------------------------------------------------------------------------- FolderDataModule
+
+
+@pytest.fixture
+def folders(tmp_path) -> dict[str, Path]:
+    dirs = {key: tmp_path / key for key in ("src", "tgt", "eval_src", "eval_clean")}
+    for i in range(3):
+        write_image(dirs["src"] / f"s{i}.png", size=(40, 44), seed=i)
+        write_image(dirs["tgt"] / "nested" / f"t{i}.png", size=(48, 40), seed=10 + i)
+    for i in range(2):
+        write_image(dirs["eval_src"] / f"e{i}.png", size=(30, 20), seed=20 + i)
+        write_image(dirs["eval_clean"] / f"e{i}.png", size=(30, 20), seed=30 + i)
+    return dirs
+
+
+def test_folder_datamodule_without_eval(folders):
+    dm = FolderDataModule(
+        folders["src"], folders["tgt"], patch_size=16, batch_size=2, patches_per_epoch=4
+    )
+    dm.setup("fit")
+    assert dm.eval_set is None
+    assert dm.val_dataloader() == []
+    assert dm.test_dataloader() == []
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["source"].shape == (2, 3, 16, 16)
+    assert batch["target"].shape == (2, 3, 16, 16)
+
+
+def test_folder_datamodule_with_eval(folders):
+    dm = FolderDataModule(
+        folders["src"],
+        folders["tgt"],
+        folders["eval_src"],
+        folders["eval_clean"],
+        patch_size=16,
+        batch_size=2,
+        patches_per_epoch=4,
+        eval_crop=10,
+    )
+    dm.setup("fit")
+    items = list(dm.val_dataloader())
+    assert len(items) == 2
+    assert items[1]["clean"].shape == (1, 3, 10, 10)
+    expected = load_image(folders["eval_clean"] / "e1.png")[:, 10:20, 5:15].float() / 255
+    torch.testing.assert_close(items[1]["clean"][0], expected)
+
+
+@pytest.mark.parametrize("which", ["eval_source_dir", "eval_clean_dir"])
+def test_folder_datamodule_needs_both_eval_dirs(folders, which):
+    with pytest.raises(ValueError, match="both eval_source_dir and eval_clean_dir"):
+        FolderDataModule(folders["src"], folders["tgt"], **{which: folders["eval_src"]})
+
+
+def test_folder_datamodule_preload(folders):
+    lazy = FolderDataModule(
+        folders["src"], folders["tgt"], patch_size=16, batch_size=2, patches_per_epoch=4
+    )
+    lazy.setup("fit")
+    assert all(isinstance(p, Path) for p in lazy.train_set.source + lazy.train_set.target)
+    eager = FolderDataModule(
+        folders["src"],
+        folders["tgt"],
+        preload=True,
+        patch_size=16,
+        batch_size=2,
+        patches_per_epoch=4,
+    )
+    eager.setup("fit")
+    assert all(isinstance(t, Tensor) for t in eager.train_set.source + eager.train_set.target)
+    for path, image in zip(lazy.train_set.source, eager.train_set.source, strict=True):
+        assert image.dtype == torch.uint8 and torch.equal(image, load_image(path))
+    # Preloading changes nothing in the patches.
+    for index in range(4):
+        assert torch.equal(lazy.train_set[index]["source"], eager.train_set[index]["source"])
+        assert torch.equal(lazy.train_set[index]["target"], eager.train_set[index]["target"])
+
+
+def test_folder_datamodule_patch_larger_than_images(folders):
+    dm = FolderDataModule(
+        folders["src"],
+        folders["tgt"],
+        preload=True,
+        patch_size=41,
+        batch_size=2,
+        patches_per_epoch=4,
+    )
+    with pytest.raises(ValueError, match="patch_size=41"):
+        dm.setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"patch_size": 0}, "patch_size must be >= 1"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 8, "patches_per_epoch": 4}, "patches_per_epoch >= batch_size"),
+    ],
+)
+def test_datamodule_rejects_bad_sizes(folders, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FolderDataModule(folders["src"], folders["tgt"], **kwargs)
+
+
+# --------------------------------------------------------------------------- EmbeddedSampleDataModule
+
+
+def scene(name: str) -> str:
+    return name.split("_")[0]
+
+
+def test_embedded_default_splits_are_disjoint():
+    dm = EmbeddedSampleDataModule()
+    splits = (dm.source_photos, dm.target_photos, dm.heldout_photos)
+    assert all(len(split) > 0 for split in splits)
+    assert all(name in EMBEDDED_PHOTOS for split in splits for name in split)
+    scenes = [{scene(n) for n in split} for split in splits]
+    assert not scenes[0] & scenes[1]
+    assert not scenes[0] & scenes[2]
+    assert not scenes[1] & scenes[2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"heldout_photos": ("chelsea",), "source_photos": ("chelsea", "rocket")}, "disjoint"),
+        ({"target_photos": ("coffee",), "heldout_photos": ("coffee",)}, "disjoint"),
+        (
+            {"source_photos": ("motorcycle_left",), "heldout_photos": ("motorcycle_right",)},
+            "disjoint",
+        ),
+        ({"source_photos": ("camera",)}, "unknown photo"),
+        ({"heldout_photos": ()}, "at least one"),
+    ],
+)
+def test_embedded_rejects_bad_splits(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        EmbeddedSampleDataModule(**kwargs)
+
+
+def test_embedded_photo_unknown_name():
+    with pytest.raises(ValueError, match="unknown embedded photo"):
+        embedded_photo("lena")
+
+
+def test_embedded_photo_max_size():
+    photo = embedded_photo("chelsea", 128)
+    assert photo.dtype == torch.uint8 and max(photo.shape[1:]) == 128
+    full = embedded_photo("chelsea", None)
+    assert full.shape == (3, 300, 451)
+    assert torch.equal(embedded_photo("chelsea", 1000), full)
+
+
+def test_embedded_datamodule_setup():
+    kwargs = {"patch_size": 32, "batch_size": 2, "patches_per_epoch": 4, "max_size": 128}
+    dm = EmbeddedSampleDataModule(**kwargs)
+    dm.setup("fit")
+    eval_set = dm.eval_set
+    assert eval_set is not None and len(eval_set) == len(dm.heldout_photos)
+    for index, name in enumerate(dm.heldout_photos):
+        item = eval_set[index]
+        clean = embedded_photo(name, 128).float() / 255
+        torch.testing.assert_close(item["clean"], clean, atol=0, rtol=0)
+        assert item["source"].shape == clean.shape
+        assert not torch.equal(item["source"], clean)
+        psnr = peak_signal_noise_ratio(item["source"][None], clean[None], data_range=1.0)
+        assert psnr <= 20
+    # Training: degraded source photos, clean target photos.
+    for image, name in zip(dm.train_set.target, dm.target_photos, strict=True):
+        assert torch.equal(image, embedded_photo(name, 128))
+    for image, name in zip(dm.train_set.source, dm.source_photos, strict=True):
+        clean = embedded_photo(name, 128)
+        assert image.shape == clean.shape and not torch.equal(image, clean)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["source"].shape == (2, 3, 32, 32)
+    assert len(list(dm.val_dataloader())) == len(dm.heldout_photos)
+    # The phone domain is the same data in every run.
+    again = EmbeddedSampleDataModule(**kwargs)
+    again.setup("fit")
+    for a, b in zip(dm.train_set.source, again.train_set.source, strict=True):
+        assert torch.equal(a, b)

@@ -1,0 +1,305 @@
+"""LightningDataModules: the embedded sample (default), unpaired image folders, and DPED.
+
+All three give the same batches: training ``{"source": (B,3,P,P), "target": (B,3,P,P)}`` from two
+independent patch streams, and evaluation ``{"source": (1,3,H,W), "clean": (1,3,H,W), "index"}``
+from a paired held-out set (where one exists) for PSNR/SSIM.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import pytorch_lightning as pl
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from wespe.data.datasets import (
+    EMBEDDED_PHOTOS,
+    EpochSampler,
+    ImageItem,
+    PairedImageDataset,
+    UnpairedPatchDataset,
+    degrade_photo,
+    dped_folders,
+    embedded_photo,
+    find_images,
+    load_image,
+    paired_by_name,
+)
+from wespe.data.degrade import PhoneDegradation
+
+__all__ = ["DPEDDataModule", "EmbeddedSampleDataModule", "FolderDataModule", "UnpairedDataModule"]
+
+
+class UnpairedDataModule(pl.LightningDataModule):
+    """Shared loaders of the data modules; subclasses only say where the images come from.
+
+    Args:
+        patch_size: side of the square training patches (WESPE: 100).
+        batch_size: training patches per batch (WESPE: 30).
+        patches_per_epoch: length of one training epoch, in patches of each domain.
+        num_workers: DataLoader worker processes.
+        seed: seed of the patch streams (independent of the model's seed).
+        eval_crop: center-crop evaluation images to at most this size (None: full resolution).
+    """
+
+    def __init__(
+        self,
+        patch_size: int = 100,
+        batch_size: int = 30,
+        patches_per_epoch: int = 3000,
+        num_workers: int = 0,
+        seed: int = 0,
+        eval_crop: int | None = None,
+    ) -> None:
+        super().__init__()
+        if patch_size < 1:
+            raise ValueError(f"patch_size must be >= 1; got {patch_size}")
+        if batch_size < 1 or patches_per_epoch < batch_size:
+            raise ValueError(
+                f"need batch_size >= 1 and patches_per_epoch >= batch_size; got batch_size={batch_size}, "
+                f"patches_per_epoch={patches_per_epoch}"
+            )
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.patches_per_epoch = patches_per_epoch
+        self.num_workers = num_workers
+        self.seed = seed
+        self.eval_crop = eval_crop
+        self.train_set: UnpairedPatchDataset | None = None
+        self.eval_set: PairedImageDataset | None = None
+
+    def load_images(
+        self,
+    ) -> tuple[list[ImageItem], list[ImageItem], list[ImageItem], list[ImageItem]]:
+        """Source, target, evaluation-degraded and evaluation-clean images."""
+        raise NotImplementedError
+
+    def eval_names(self) -> list[str] | None:
+        """Names of the evaluation images (None: their file stems or indices)."""
+        return None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:  # setup may be called once per stage
+            return
+        source, target, eval_degraded, eval_clean = self.load_images()
+        self.train_set = UnpairedPatchDataset(
+            source, target, self.patch_size, self.patches_per_epoch, seed=self.seed
+        )
+        if eval_degraded:
+            self.eval_set = PairedImageDataset(
+                eval_degraded, eval_clean, crop=self.eval_crop, names=self.eval_names()
+            )
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=EpochSampler(self.patches_per_epoch),
+            num_workers=self.num_workers,
+            drop_last=True,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _eval_dataloader(self) -> DataLoader | list:
+        if self.eval_set is None:
+            return []
+        # Batch size 1: evaluation images keep their own full sizes.
+        return DataLoader(self.eval_set, batch_size=1, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._eval_dataloader()
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._eval_dataloader()
+
+    def predict_dataloader(self) -> DataLoader | list:
+        return self._eval_dataloader()
+
+
+class EmbeddedSampleDataModule(UnpairedDataModule):
+    """The default data: real photos shipped with scikit-image, no download needed.
+
+    Source photos are degraded by :class:`~wespe.data.degrade.PhoneDegradation` (the "phone"
+    domain); target photos stay clean (the "DSLR" domain); held-out photos are degraded for the
+    input and kept clean as the reference. The three lists must be disjoint, so training never
+    sees a (degraded, clean) pair of the same photo.
+
+    Args:
+        source_photos: names from :data:`~wespe.data.datasets.EMBEDDED_PHOTOS` for the phone domain.
+        target_photos: names for the high-quality domain.
+        heldout_photos: names for evaluation.
+        max_size: photos are resized so the longer side is at most this many pixels.
+        degradation: the phone degradation.
+        **kwargs: see :class:`UnpairedDataModule`.
+    """
+
+    def __init__(
+        self,
+        source_photos: Sequence[str] = ("astronaut", "rocket", "immunohistochemistry"),
+        target_photos: Sequence[str] = (
+            "hubble_deep_field",
+            "motorcycle_left",
+            "motorcycle_right",
+            "retina",
+        ),
+        heldout_photos: Sequence[str] = ("chelsea", "coffee"),
+        max_size: int | None = 512,
+        degradation: PhoneDegradation | None = None,
+        patch_size: int = 64,
+        batch_size: int = 8,
+        patches_per_epoch: int = 800,
+        num_workers: int = 0,
+        seed: int = 0,
+        eval_crop: int | None = None,
+    ) -> None:
+        super().__init__(patch_size, batch_size, patches_per_epoch, num_workers, seed, eval_crop)
+        groups = {
+            "source_photos": source_photos,
+            "target_photos": target_photos,
+            "heldout_photos": heldout_photos,
+        }
+        for field, names in groups.items():
+            if not names:
+                raise ValueError(f"{field} must name at least one photo")
+            unknown = [n for n in names if n not in EMBEDDED_PHOTOS]
+            if unknown:
+                raise ValueError(
+                    f"{field}: unknown photo(s) {unknown}; choose from {', '.join(EMBEDDED_PHOTOS)}"
+                )
+        scenes = [
+            {n.split("_")[0] if n.startswith("motorcycle") else n for n in names}
+            for names in groups.values()
+        ]
+        if scenes[0] & scenes[1] or scenes[0] & scenes[2] or scenes[1] & scenes[2]:
+            raise ValueError(
+                "source_photos, target_photos and heldout_photos must be disjoint photos (the two "
+                f"motorcycle views count as one scene); got {dict(groups)}"
+            )
+        self.source_photos = tuple(source_photos)
+        self.target_photos = tuple(target_photos)
+        self.heldout_photos = tuple(heldout_photos)
+        self.max_size = max_size
+        self.degradation = degradation or PhoneDegradation()
+
+    def _degraded(self, name: str) -> Tensor:
+        # A fixed seed per photo: the phone domain is the same data in every run.
+        return degrade_photo(
+            embedded_photo(name, self.max_size), self.degradation, EMBEDDED_PHOTOS.index(name)
+        )
+
+    def eval_names(self) -> list[str]:
+        return list(self.heldout_photos)
+
+    def load_images(
+        self,
+    ) -> tuple[list[ImageItem], list[ImageItem], list[ImageItem], list[ImageItem]]:
+        source = [self._degraded(n) for n in self.source_photos]
+        target = [embedded_photo(n, self.max_size) for n in self.target_photos]
+        eval_degraded = [self._degraded(n) for n in self.heldout_photos]
+        eval_clean = [embedded_photo(n, self.max_size) for n in self.heldout_photos]
+        return source, target, eval_degraded, eval_clean
+
+
+class FolderDataModule(UnpairedDataModule):
+    """Unpaired training from two image folders, with an optional paired evaluation set.
+
+    Args:
+        source_dir: source-domain photos (e.g. phone photos), any depth, common formats.
+        target_dir: target-domain photos (e.g. DSLR photos), unrelated to the source ones.
+        eval_source_dir: optional degraded evaluation images...
+        eval_clean_dir: ...and their clean references, matched by relative path.
+        preload: decode all training images once into memory (fast for a few large photos;
+            leave off for many small patches such as DPED's).
+        **kwargs: see :class:`UnpairedDataModule`.
+    """
+
+    def __init__(
+        self,
+        source_dir: str | os.PathLike,
+        target_dir: str | os.PathLike,
+        eval_source_dir: str | os.PathLike | None = None,
+        eval_clean_dir: str | os.PathLike | None = None,
+        preload: bool = False,
+        patch_size: int = 100,
+        batch_size: int = 30,
+        patches_per_epoch: int = 3000,
+        num_workers: int = 0,
+        seed: int = 0,
+        eval_crop: int | None = None,
+    ) -> None:
+        super().__init__(patch_size, batch_size, patches_per_epoch, num_workers, seed, eval_crop)
+        if (eval_source_dir is None) != (eval_clean_dir is None):
+            raise ValueError("give both eval_source_dir and eval_clean_dir, or neither")
+        self.source_dir = Path(source_dir)
+        self.target_dir = Path(target_dir)
+        self.eval_source_dir = None if eval_source_dir is None else Path(eval_source_dir)
+        self.eval_clean_dir = None if eval_clean_dir is None else Path(eval_clean_dir)
+        self.preload = preload
+
+    def load_images(
+        self,
+    ) -> tuple[list[ImageItem], list[ImageItem], list[ImageItem], list[ImageItem]]:
+        source: list[ImageItem] = list(find_images(self.source_dir))
+        target: list[ImageItem] = list(find_images(self.target_dir))
+        if self.preload:
+            source = [load_image(p) for p in source]
+            target = [load_image(p) for p in target]
+        eval_degraded: list[ImageItem] = []
+        eval_clean: list[ImageItem] = []
+        if self.eval_source_dir is not None and self.eval_clean_dir is not None:
+            eval_degraded, eval_clean = paired_by_name(self.eval_source_dir, self.eval_clean_dir)
+        return source, target, eval_degraded, eval_clean
+
+
+class DPEDDataModule(FolderDataModule):
+    """The DPED dataset (Ignatov et al., ICCV 2017) for one phone.
+
+    Training: ``root/<phone>/training_data/<phone>`` (source) and ``.../canon`` (target), used
+    as two independent streams: DPED's patches are aligned, and drawing them at independent
+    random indices keeps the supervision weak as in WESPE. Evaluation: the aligned test patches
+    ``root/<phone>/test_data/patches/{<phone>,canon}`` (PSNR/SSIM as in the paper).
+
+    Args:
+        root: the ``dped`` folder.
+        phone: ``"iphone"``, ``"blackberry"`` or ``"sony"``.
+        **kwargs: see :class:`UnpairedDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        phone: Literal["iphone", "blackberry", "sony"] = "iphone",
+        patch_size: int = 100,
+        batch_size: int = 30,
+        patches_per_epoch: int = 3000,
+        num_workers: int = 0,
+        seed: int = 0,
+        eval_crop: int | None = None,
+    ) -> None:
+        if phone not in ("iphone", "blackberry", "sony"):
+            raise ValueError(f"phone must be one of 'iphone', 'blackberry', 'sony'; got {phone!r}")
+        folders = dped_folders(root, phone)
+        if not folders["source"].is_dir():
+            raise FileNotFoundError(
+                f"DPED folder {folders['source']} not found: download DPED and set data.root to "
+                "the folder holding iphone/, blackberry/ and sony/"
+            )
+        super().__init__(
+            folders["source"],
+            folders["target"],
+            folders["val_source"],
+            folders["val_clean"],
+            preload=False,
+            patch_size=patch_size,
+            batch_size=batch_size,
+            patches_per_epoch=patches_per_epoch,
+            num_workers=num_workers,
+            seed=seed,
+            eval_crop=eval_crop,
+        )
+        self.root = Path(root)
+        self.phone = phone

@@ -1,0 +1,315 @@
+"""Datasets: image-folder reading, unpaired patch streams, paired evaluation sets, the DPED layout
+and the embedded sample made of scikit-image's photos.
+
+Images travel as ``(3, H, W)`` tensors; ``uint8`` while stored, float32 in [0, 1] once cropped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from wespe.data.degrade import PhoneDegradation
+
+__all__ = [
+    "EMBEDDED_PHOTOS",
+    "IMAGE_EXTENSIONS",
+    "EpochSampler",
+    "PairedImageDataset",
+    "UnpairedPatchDataset",
+    "dped_folders",
+    "embedded_photo",
+    "find_images",
+    "load_image",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+#: The real RGB photos that scikit-image ships (name -> loader name in ``skimage.data``).
+EMBEDDED_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "motorcycle_left",
+    "motorcycle_right",
+    "retina",
+    "rocket",
+)
+
+ImageItem = Tensor | Path
+
+
+def find_images(folder: str | os.PathLike) -> list[Path]:
+    """All image files below ``folder`` (any depth, common formats), sorted by path.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist or holds no image file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    paths = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
+    if not paths:
+        raise FileNotFoundError(
+            f"image folder {folder} holds no image ({', '.join(IMAGE_EXTENSIONS)} files, any depth)"
+        )
+    return paths
+
+
+def load_image(path: str | os.PathLike) -> Tensor:
+    """Decode an image file to ``(3, H, W)`` uint8 RGB.
+
+    Raises:
+        ValueError: the file cannot be decoded; the message names it.
+    """
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(
+            f"cannot read image {path}: {error}; remove or replace the file"
+        ) from error
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def _as_uint8(item: ImageItem) -> Tensor:
+    return load_image(item) if isinstance(item, Path) else item
+
+
+def _to_float(image: Tensor) -> Tensor:
+    return image.float() / 255 if image.dtype == torch.uint8 else image.float()
+
+
+def embedded_photo(name: str, max_size: int | None = 512) -> Tensor:
+    """One of scikit-image's photos as ``(3, H, W)`` uint8, longer side at most ``max_size``."""
+    import skimage.data
+
+    if name not in EMBEDDED_PHOTOS:
+        raise ValueError(
+            f"unknown embedded photo {name!r}; choose from {', '.join(EMBEDDED_PHOTOS)}"
+        )
+    if name.startswith("motorcycle_"):
+        left, right, _ = skimage.data.stereo_motorcycle()
+        array = left if name == "motorcycle_left" else right
+    else:
+        array = getattr(skimage.data, name)()
+    image = torch.from_numpy(np.ascontiguousarray(array[..., :3])).permute(2, 0, 1)
+    if max_size is not None and max(image.shape[1:]) > max_size:
+        scale = max_size / max(image.shape[1:])
+        size = [round(s * scale) for s in image.shape[1:]]
+        image = torch.nn.functional.interpolate(
+            image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False
+        )[0]
+        image = image.round().clamp(0, 255).byte()
+    return image
+
+
+def degrade_photo(image: Tensor, degradation: PhoneDegradation, seed: int) -> Tensor:
+    """Apply ``degradation`` to a uint8 photo; returns uint8 (as a phone would store it)."""
+    degraded = degradation(_to_float(image), seed=seed)
+    return (degraded * 255).round().clamp(0, 255).byte()
+
+
+class UnpairedPatchDataset(Dataset):
+    """Two independent streams of random patches: source photos and target photos.
+
+    Item ``i`` is ``{"source": patch, "target": patch}``, each ``(3, patch_size, patch_size)``
+    float32 in [0, 1], cropped at random positions from a random source and a random target
+    image (with random horizontal flips). The source and target picks are drawn independently,
+    so no pairing between the domains is ever assumed. The randomness of item ``i`` depends on
+    ``(seed, i)`` alone: any index, in any worker, after any resume, gives the same patches.
+    Indices beyond ``len()`` are valid (see :class:`EpochSampler`).
+
+    Args:
+        source: source-domain images, uint8 ``(3, H, W)`` tensors or file paths (decoded lazily).
+        target: target-domain images, same forms.
+        patch_size: side of the square patches; every image must be at least that big.
+        length: patches per epoch.
+        seed: base seed of the crop positions.
+        flip: random horizontal flips.
+    """
+
+    def __init__(
+        self,
+        source: Sequence[ImageItem],
+        target: Sequence[ImageItem],
+        patch_size: int,
+        length: int,
+        seed: int = 0,
+        flip: bool = True,
+    ) -> None:
+        if not source or not target:
+            raise ValueError("UnpairedPatchDataset needs at least one source and one target image")
+        if patch_size < 1 or length < 1:
+            raise ValueError(f"patch_size and length must be >= 1; got {patch_size}, {length}")
+        self.source = list(source)
+        self.target = list(target)
+        self.patch_size = patch_size
+        self.length = length
+        self.seed = seed
+        self.flip = flip
+        for item in self.source + self.target:
+            if isinstance(item, Tensor):
+                self._check_size(item, item)
+
+    def _check_size(self, image: Tensor, name: object) -> None:
+        height, width = image.shape[-2:]
+        if height < self.patch_size or width < self.patch_size:
+            origin = name if isinstance(name, Path) else "an in-memory image"
+            raise ValueError(
+                f"{origin} is {height}x{width}, smaller than patch_size={self.patch_size}; "
+                "lower patch_size or remove the image"
+            )
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _patch(self, items: Sequence[ImageItem], generator: torch.Generator) -> Tensor:
+        item = items[int(torch.randint(len(items), (1,), generator=generator))]
+        image = _as_uint8(item)
+        self._check_size(image, item)
+        height, width = image.shape[-2:]
+        top = int(torch.randint(height - self.patch_size + 1, (1,), generator=generator))
+        left = int(torch.randint(width - self.patch_size + 1, (1,), generator=generator))
+        patch = image[:, top : top + self.patch_size, left : left + self.patch_size]
+        if self.flip and bool(torch.rand((), generator=generator) < 0.5):
+            patch = patch.flip(-1)
+        return _to_float(patch)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        # One generator per domain, seeded from (seed, index) through numpy's SeedSequence: torch's
+        # CPU generator keeps only 32 bits of a seed, so arithmetic mixing would drop the seed.
+        source_seed, target_seed = np.random.SeedSequence([self.seed, int(index)]).generate_state(2)
+        source_rng = torch.Generator().manual_seed(int(source_seed))
+        target_rng = torch.Generator().manual_seed(int(target_seed))
+        return {
+            "source": self._patch(self.source, source_rng),
+            "target": self._patch(self.target, target_rng),
+        }
+
+
+class EpochSampler(Sampler[int]):
+    """Yields ``epoch * length + i`` for ``i`` in ``range(length)``: new patches every epoch.
+
+    Lightning calls :meth:`set_epoch` at the start of each training epoch.
+    """
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        start = self.epoch * self.length
+        return iter(range(start, start + self.length))
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class PairedImageDataset(Dataset):
+    """Paired evaluation images: a degraded (source-domain) image and its clean reference.
+
+    Item ``i`` is ``{"source": x, "clean": y, "index": i, "name": str}``, images float32
+    ``(3, H, W)`` in [0, 1]. ``name`` is ``names[i]``, else the degraded file's stem, else ``i``.
+    With ``crop`` set, both are center-cropped to at most ``crop``×``crop`` (fast validation);
+    otherwise full resolution.
+    """
+
+    def __init__(
+        self,
+        degraded: Sequence[ImageItem],
+        clean: Sequence[ImageItem],
+        crop: int | None = None,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        if len(degraded) != len(clean):
+            raise ValueError(
+                f"paired set needs as many clean as degraded images; got {len(clean)} and {len(degraded)}"
+            )
+        self.degraded = list(degraded)
+        self.clean = list(clean)
+        self.crop = crop
+        if names is None:
+            names = [
+                item.stem if isinstance(item, Path) else f"{index:04d}"
+                for index, item in enumerate(self.degraded)
+            ]
+        if len(names) != len(self.degraded):
+            raise ValueError(f"need one name per image; got {len(names)} for {len(self.degraded)}")
+        self.names = list(names)
+
+    def __len__(self) -> int:
+        return len(self.degraded)
+
+    def _center_crop(self, image: Tensor) -> Tensor:
+        if self.crop is None:
+            return image
+        height, width = image.shape[-2:]
+        h, w = min(self.crop, height), min(self.crop, width)
+        top, left = (height - h) // 2, (width - w) // 2
+        return image[:, top : top + h, left : left + w]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor | int | str]:
+        source = _as_uint8(self.degraded[index])
+        clean = _as_uint8(self.clean[index])
+        if source.shape != clean.shape:
+            raise ValueError(
+                f"paired images differ in size: {self.degraded[index]} is {tuple(source.shape)}, "
+                f"{self.clean[index]} is {tuple(clean.shape)}"
+            )
+        return {
+            "source": _to_float(self._center_crop(source)),
+            "clean": _to_float(self._center_crop(clean)),
+            "index": index,
+            "name": self.names[index],
+        }
+
+
+def paired_by_name(
+    degraded_dir: str | os.PathLike, clean_dir: str | os.PathLike
+) -> tuple[list[Path], list[Path]]:
+    """Match images in two folders by their path relative to the folder.
+
+    Raises:
+        FileNotFoundError: a degraded image has no clean twin; the message names it.
+    """
+    degraded_dir, clean_dir = Path(degraded_dir), Path(clean_dir)
+    degraded = find_images(degraded_dir)
+    clean_by_name = {p.relative_to(clean_dir): p for p in find_images(clean_dir)}
+    missing = [p for p in degraded if p.relative_to(degraded_dir) not in clean_by_name]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} image(s) in {degraded_dir} have no counterpart of the same name in "
+            f"{clean_dir}, e.g. {missing[0].relative_to(degraded_dir)}"
+        )
+    return degraded, [clean_by_name[p.relative_to(degraded_dir)] for p in degraded]
+
+
+def dped_folders(root: str | os.PathLike, phone: str) -> dict[str, Path]:
+    """The DPED dataset's folders for one phone.
+
+    ``root/<phone>/training_data/{<phone>,canon}`` (training patches, aligned in the dataset
+    but used here as two unpaired streams) and ``root/<phone>/test_data/patches/{<phone>,canon}``
+    (the paired test patches).
+    """
+    base = Path(root) / phone
+    return {
+        "source": base / "training_data" / phone,
+        "target": base / "training_data" / "canon",
+        "val_source": base / "test_data" / "patches" / phone,
+        "val_clean": base / "test_data" / "patches" / "canon",
+    }
