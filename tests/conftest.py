@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny networks and data so CLI training runs take seconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+# Tests never talk to W&B's servers.
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+def tiny_overrides(run_dir: Path, iterations: int = 3) -> list[str]:
+    """Command-line overrides that shrink configs/quickstart.yaml to a seconds-long CPU run."""
+    network = "init_args"
+    return [
+        f"--max_iterations={iterations}",
+        f"--trainer.default_root_dir={run_dir}",
+        f"--trainer.logger.init_args.save_dir={run_dir}",
+        "--trainer.val_check_interval=2",
+        "--trainer.log_every_n_steps=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--model.generator.{network}.channels=4",
+        f"--model.generator.{network}.num_blocks=1",
+        f"--model.inverse_generator.{network}.channels=4",
+        f"--model.inverse_generator.{network}.num_blocks=1",
+        f"--model.texture_discriminator.{network}.widths=[4,4,4,4,4]",
+        f"--model.texture_discriminator.{network}.fc_features=8",
+        f"--model.color_discriminator.{network}.widths=[4,4,4,4,4]",
+        f"--model.color_discriminator.{network}.fc_features=8",
+        "--model.sample_size=32",
+        "--data.init_args.patch_size=32",
+        "--data.init_args.batch_size=2",
+        "--data.init_args.patches_per_epoch=8",
+        "--data.init_args.max_size=96",
+        "--data.init_args.eval_crop=48",
+    ]
+
+
+@pytest.fixture
+def quickstart_args(tmp_path: Path) -> list[str]:
+    return ["-c", str(CONFIGS / "quickstart.yaml"), *tiny_overrides(tmp_path)]

@@ -1,0 +1,152 @@
+"""The ``wespe`` command end to end: configs, training length, checkpoints, validate/test."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+import yaml
+from conftest import CONFIGS
+from PIL import Image
+
+from wespe.cli import cli_main
+from wespe.module import WESPE
+
+
+def run_dir_of(cli) -> Path:
+    return Path(cli.trainer.log_dir)
+
+
+def test_fit_writes_run_folder_and_can_be_validated_tested_and_predicted(
+    tmp_path, quickstart_args, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # relative paths in the config (predictions/) land here
+    cli = cli_main(["fit", *quickstart_args])
+    trainer = cli.trainer
+    run = run_dir_of(cli)
+    assert run.parent.parent == tmp_path  # <save_dir>/quickstart/version_0
+    # Three iterations, each a generator and a discriminator optimizer step.
+    assert trainer.global_step == 6 and cli.model.iteration == 3
+
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    logged = {k for row in rows for k, v in row.items() if v}
+    for key in (
+        "train/content",
+        "train/tv",
+        "train/color_g",
+        "train/texture_g",
+        "train/color_d",
+        "train/texture_d",
+        "train/color_d_acc",
+        "train/texture_d_acc",
+        "val/psnr",
+        "val/ssim",
+        "val/psnr_input",
+        "val/entropy",
+        "val/jpeg_bpp",
+    ):
+        assert key in logged, key
+    for row in rows:
+        for key in ("train/content", "train/generator", "train/color_d"):
+            if row.get(key):
+                assert math.isfinite(float(row[key]))
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["max_iterations"] == 3 and config["trainer"]["max_steps"] == 6
+    last = run / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    samples = sorted((run / "samples").glob("val_iter*.png"))
+    assert samples, "no sample grid written"
+    assert Image.open(samples[-1]).size[0] == 4 * 32 + 5 * 2  # four 32-px panels and padding
+
+    # The checkpoint rebuilds the model from its saved configuration, without the CLI.
+    restored = WESPE.load_from_checkpoint(last, map_location="cpu")
+    for name, value in cli.model.generator.state_dict().items():
+        assert torch.equal(restored.generator.state_dict()[name], value)
+
+    # The final weights' own figures, to compare the evaluation from the checkpoint with.
+    (final,) = trainer.validate(cli.model, cli.datamodule, verbose=False)
+    for subcommand in ("validate", "test"):
+        evaluated = cli_main([subcommand, "-c", str(run / "config.yaml"), f"--ckpt_path={last}"])
+        stage = "val" if subcommand == "validate" else "test"
+        metrics = evaluated.trainer.callback_metrics
+        assert math.isfinite(float(metrics[f"{stage}/psnr"]))
+        assert float(metrics[f"{stage}/psnr"]) == pytest.approx(final["val/psnr"], abs=1e-4)
+
+    cli_main(["predict", "-c", str(run / "config.yaml"), f"--ckpt_path={last}"])
+    written = sorted((tmp_path / "runs" / "quickstart" / "predictions").glob("*.png"))
+    assert [p.stem for p in written] == sorted(cli.datamodule.heldout_photos)
+    enhanced = torchvision.io.read_image(str(written[0]))
+    source = cli.datamodule.eval_set[cli.datamodule.heldout_photos.index(written[0].stem)]["source"]
+    assert enhanced.shape == source.shape  # full held-out image (eval_crop applied), not a patch
+
+
+def test_max_iterations_conflicting_with_max_steps_is_refused(quickstart_args):
+    with pytest.raises(ValueError, match="set only one"):
+        cli_main([*quickstart_args, "--trainer.max_steps=5"], run=False)
+
+
+def test_max_iterations_sets_max_steps(quickstart_args):
+    cli = cli_main([*quickstart_args, "--max_iterations=7"], run=False)
+    assert cli.trainer.max_steps == 7 * WESPE.OPTIMIZER_STEPS_PER_ITERATION
+
+
+def test_print_config_reproduces_itself(tmp_path, quickstart_args, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["fit", *quickstart_args, "--print_config"])
+    printed = capsys.readouterr().out
+    saved = tmp_path / "printed.yaml"
+    saved.write_text(printed)
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "-c", str(saved), "--print_config"])
+    assert capsys.readouterr().out == printed
+    config = yaml.safe_load(printed)
+    assert config["model"]["generator"]["init_args"]["channels"] == 4
+
+
+def write_dped_tree(root: Path, phone: str) -> None:
+    generator = torch.Generator().manual_seed(0)
+    for folder, count in (("training_data", 4), ("test_data/patches", 2)):
+        for camera in (phone, "canon"):
+            target = root / phone / folder / camera
+            target.mkdir(parents=True)
+            for i in range(count):
+                array = torch.randint(0, 256, (100, 100, 3), generator=generator, dtype=torch.uint8)
+                Image.fromarray(array.numpy()).save(target / f"{i}.jpg")
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_builds(config, tmp_path, monkeypatch):
+    """Each YAML config parses and instantiates its model, data and trainer.
+
+    The DPED configs get a DPED-shaped folder tree and a VGG-19 state dict written here, in the
+    places the configs' documentation tells users to put the real ones.
+    """
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(torchvision.models.vgg19().state_dict(), checkpoints / "vgg19-dcbb9e9d.pth")
+    args = [
+        "-c",
+        str(config),
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+    ]
+    source = yaml.safe_load(config.read_text())
+    if source["data"]["class_path"].endswith("DPEDDataModule"):
+        phone = source["data"]["init_args"]["phone"]
+        write_dped_tree(tmp_path / "dped", phone)
+        args.append(f"--data.init_args.root={tmp_path / 'dped'}")
+    cli = cli_main(args, run=False)
+    cli.datamodule.setup("fit")
+    batch = next(iter(cli.datamodule.train_dataloader()))
+    patch = source["data"]["init_args"]["patch_size"]
+    assert batch["source"].shape[-2:] == (patch, patch)
+    assert cli.trainer.max_steps == 2 * source["max_iterations"]
+    with torch.no_grad():
+        assert cli.model.generator(batch["source"][:1]).shape == batch["source"][:1].shape

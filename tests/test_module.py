@@ -1,0 +1,194 @@
+"""The WESPE LightningModule: the GAN step, optimizer separation, step counting, evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from wespe.data import EmbeddedSampleDataModule
+from wespe.losses import ColorLoss, TextureLoss, TVLoss
+from wespe.module import WESPE
+from wespe.networks import Discriminator, Generator
+
+
+def tiny_wespe(cls: type[WESPE] = WESPE, **kwargs) -> WESPE:
+    torch.manual_seed(0)
+    return cls(
+        generator=Generator(channels=4, num_blocks=1),
+        inverse_generator=Generator(channels=4, num_blocks=1),
+        texture_discriminator=Discriminator(1, widths=(4, 4, 4, 4, 4), fc_features=8),
+        color_discriminator=Discriminator(3, widths=(4, 4, 4, 4, 4), fc_features=8),
+        content_loss=nn.MSELoss(),
+        tv_loss=TVLoss(p=2, loss_weight=10.0),
+        color_loss=ColorLoss(loss_weight=5e-3, kernel_size=5, sigma=1.0),
+        texture_loss=TextureLoss(loss_weight=5e-3),
+        num_sample_images=1,
+        sample_size=16,
+        **kwargs,
+    )
+
+
+def tiny_data() -> EmbeddedSampleDataModule:
+    return EmbeddedSampleDataModule(
+        patch_size=32, batch_size=2, patches_per_epoch=8, max_size=64, eval_crop=32
+    )
+
+
+def tiny_trainer(tmp_path, **kwargs) -> pl.Trainer:
+    defaults = dict(
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    return pl.Trainer(**{**defaults, **kwargs})
+
+
+def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed(before: dict, module: nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+class RecordingWESPE(WESPE):
+    """Records, around each optimizer step, which networks it changed."""
+
+    NETWORKS = ("generator", "inverse_generator", "texture_discriminator", "color_discriminator")
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.changes: list[dict[str, bool]] = []
+
+    def _step(self, optimizer, loss) -> None:
+        before = {name: snapshot(getattr(self, name)) for name in self.NETWORKS}
+        super()._step(optimizer, loss)
+        self.changes.append({n: changed(before[n], getattr(self, n)) for n in self.NETWORKS})
+
+
+def test_each_optimizer_changes_only_its_own_networks(tmp_path):
+    model = tiny_wespe(RecordingWESPE)
+    tiny_trainer(tmp_path, max_steps=4).fit(model, tiny_data())
+    assert len(model.changes) == 4  # two iterations, two optimizer steps each
+    generator_step, discriminator_step = model.changes[0], model.changes[1]
+    assert generator_step == {
+        "generator": True,
+        "inverse_generator": True,
+        "texture_discriminator": False,
+        "color_discriminator": False,
+    }
+    assert discriminator_step == {
+        "generator": False,
+        "inverse_generator": False,
+        "texture_discriminator": True,
+        "color_discriminator": True,
+    }
+
+
+def test_global_step_counts_two_optimizer_steps_per_iteration(tmp_path):
+    model = tiny_wespe()
+    batches = []
+    model.on_train_batch_end = lambda outputs, batch, batch_idx: batches.append(batch_idx)
+    trainer = tiny_trainer(tmp_path, max_steps=6)
+    trainer.fit(model, tiny_data())
+    assert len(batches) == 3
+    assert trainer.global_step == 6
+    assert model.iteration == 3
+
+
+def test_generator_terms_are_finite_and_weighted():
+    model = tiny_wespe()
+    source = torch.rand(2, 3, 32, 32)
+    enhanced, terms = model.generator_losses(source)
+    assert enhanced.shape == source.shape
+    assert set(terms) == {"content", "tv", "color_g", "texture_g"}
+    assert all(math.isfinite(float(v)) for v in terms.values())
+    # The TV term is the loss module's weight times the functional value.
+    from wespe.losses import total_variation
+
+    assert torch.allclose(terms["tv"], 10.0 * total_variation(enhanced, p=2))
+
+
+def test_discriminator_losses_do_not_reach_the_generator():
+    model = tiny_wespe()
+    enhanced, _ = model.generator_losses(torch.rand(2, 3, 32, 32))
+    terms = model.discriminator_losses(torch.rand(2, 3, 32, 32), enhanced)
+    (terms["color_d"] + terms["texture_d"]).backward()
+    assert all(p.grad is None for p in model.generator.parameters())
+    assert any(p.grad is not None for p in model.color_discriminator.parameters())
+    assert 0 <= float(terms["color_d_acc"]) <= 1
+
+
+def test_default_networks_and_losses_are_the_papers(tmp_path, monkeypatch):
+    # The default content loss loads ImageNet VGG-19; point torch's hub at a file this test writes.
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(torchvision.models.vgg19().state_dict(), checkpoints / "vgg19-dcbb9e9d.pth")
+    model = WESPE()
+    assert model.color_loss.loss_weight == 5e-3 and model.texture_loss.loss_weight == 5e-3
+    assert model.tv_loss.loss_weight == 10.0
+    assert model.content_loss.vgg.layers == ("relu5_4",)
+    assert model.generator.head[0].out_channels == 64 and len(model.generator.blocks) == 4
+    optimizers, schedulers = model.configure_optimizers()
+    assert [o.defaults["lr"] for o in optimizers] == [5e-4, 5e-4]
+    assert schedulers == []
+
+
+def test_one_scheduler_without_the_other_is_refused():
+    model = tiny_wespe(generator_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1))
+    with pytest.raises(ValueError, match="generator_scheduler and discriminator_scheduler"):
+        model.configure_optimizers()
+
+
+def test_schedulers_step_once_per_iteration(tmp_path):
+    def halve(optimizer):
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+
+    model = tiny_wespe(generator_scheduler=halve, discriminator_scheduler=halve)
+    tiny_trainer(tmp_path, max_steps=6).fit(model, tiny_data())
+    lrs = [opt.param_groups[0]["lr"] for opt in model.trainer.optimizers]
+    assert lrs == [5e-4 * 0.5**3, 5e-4 * 0.5**3]
+
+
+def test_validation_reports_psnr_of_input_and_output(tmp_path):
+    model = tiny_wespe()
+    data = tiny_data()
+    trainer = tiny_trainer(tmp_path, limit_val_batches=None)
+    (metrics,) = trainer.validate(model, data)
+    data.setup()
+    # The input's PSNR is a property of the data alone: recompute it directly.
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    expected = torch.stack(
+        [
+            peak_signal_noise_ratio(item["source"][None], item["clean"][None], data_range=1.0)
+            for item in data.eval_set
+        ]
+    ).mean()
+    assert metrics["val/psnr_input"] == pytest.approx(float(expected), abs=1e-3)
+    assert metrics["val/psnr_gain"] == pytest.approx(
+        metrics["val/psnr"] - metrics["val/psnr_input"], abs=1e-4
+    )
+    assert 0 <= metrics["val/entropy"] <= 8
+    assert metrics["val/jpeg_bpp"] > 0
+    samples = list((tmp_path / "samples").glob("val_iter*.png"))
+    assert len(samples) == 1
+
+
+def test_enhance_keeps_size_and_range():
+    model = tiny_wespe()
+    x = torch.rand(1, 3, 37, 29)
+    y = model.enhance(x)
+    assert y.shape == x.shape
+    assert float(y.min()) >= 0 and float(y.max()) <= 1

@@ -1,0 +1,58 @@
+"""Callbacks the configs use beside Lightning's own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import BasePredictionWriter
+from pytorch_lightning.callbacks import ModelCheckpoint as _LightningModelCheckpoint
+from torch import Tensor
+from torchvision.utils import save_image
+
+__all__ = ["EnhancedImageWriter", "ModelCheckpoint"]
+
+
+class ModelCheckpoint(_LightningModelCheckpoint):
+    """Lightning's :class:`~pytorch_lightning.callbacks.ModelCheckpoint` with one difference:
+    with ``save_last``, ``last.ckpt`` always holds the final state when training ends.
+
+    Lightning saves ``last`` only after validation (or at an epoch end), and at the end of
+    training only if it never saved it before; a run whose ``max_iterations`` is not a multiple
+    of the validation interval would otherwise end with a ``last.ckpt`` from before its final
+    iterations.
+    """
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        super().on_train_end(trainer, pl_module)
+
+
+class EnhancedImageWriter(BasePredictionWriter):
+    """Writes each enhanced image of ``wespe predict`` as ``<output_dir>/<name>.png``.
+
+    Args:
+        output_dir: folder for the images; created if missing. Relative paths are relative to
+            the working directory.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike = "predictions") -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Tensor,
+        batch_indices: Sequence[int] | None,
+        batch: dict,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for image, name in zip(prediction, batch["name"], strict=True):
+            save_image(image, self.output_dir / f"{name}.png")
