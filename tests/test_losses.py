@@ -269,6 +269,13 @@ def test_gaussian_blur_bad_sigma_raises(sigma):
         GaussianBlur(sigma=sigma)(x)
 
 
+def test_gaussian_blur_image_smaller_than_padding_raises_clearly():
+    # Reflect padding mirrors kernel_size // 2 = 10 pixels: 10 px is too small, 11 px works.
+    with pytest.raises(ValueError, match=r"needs H and W > 10"):
+        gaussian_blur(torch.rand(1, 3, 10, 40))
+    assert gaussian_blur(torch.rand(1, 3, 11, 11)).shape == (1, 3, 11, 11)
+
+
 def test_gaussian_blur_bad_shape_raises():
     with pytest.raises(ValueError, match=r"shape \(B, C, H, W\)"):
         gaussian_blur(torch.rand(3, 24, 24))

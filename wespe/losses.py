@@ -150,7 +150,8 @@ def gaussian_blur(x: Tensor, kernel_size: int = 21, sigma: float = 3.0) -> Tenso
     ``sigma=3 ** 0.5, kernel_size=13`` for the formula as printed.
 
     Args:
-        x: images ``(B, C, H, W)``, any value range.
+        x: images ``(B, C, H, W)``, any value range; H and W larger than ``kernel_size // 2``
+            (reflect padding mirrors that many pixels).
         kernel_size: odd kernel width and height in pixels.
         sigma: standard deviation in pixels, > 0.
 
@@ -158,7 +159,7 @@ def gaussian_blur(x: Tensor, kernel_size: int = 21, sigma: float = 3.0) -> Tenso
         blurred images, same shape and dtype as ``x``.
 
     Example:
-        >>> gaussian_blur(torch.full((1, 3, 5, 5), 0.5)).unique()
+        >>> gaussian_blur(torch.full((1, 3, 32, 32), 0.5)).unique()
         tensor([0.5000])
     """
     _check_image("x", x)
@@ -166,6 +167,11 @@ def gaussian_blur(x: Tensor, kernel_size: int = 21, sigma: float = 3.0) -> Tenso
         raise ValueError(f"kernel_size must be a positive odd integer; got {kernel_size}")
     if sigma <= 0:
         raise ValueError(f"sigma must be > 0; got {sigma}")
+    if min(x.shape[-2:]) <= kernel_size // 2:
+        raise ValueError(
+            f"gaussian_blur with kernel_size={kernel_size} needs H and W > {kernel_size // 2} "
+            f"(reflect padding); got {tuple(x.shape[-2:])}: use a smaller kernel or larger images"
+        )
     return kornia.filters.gaussian_blur2d(
         x, (kernel_size, kernel_size), (float(sigma), float(sigma)), border_type="reflect"
     )

@@ -37,7 +37,8 @@ def image_entropy(x: Tensor) -> Tensor:
         1, levels, torch.ones_like(levels, dtype=torch.float)
     )
     p = counts / levels.shape[1]
-    return -(p * torch.log2(p.clamp_min(1e-12))).sum(1)
+    # "+ 0.0" turns the -0.0 of a one-level image into 0.0.
+    return -(p * torch.log2(p.clamp_min(1e-12))).sum(1) + 0.0
 
 
 def jpeg_bits_per_pixel(x: Tensor, quality: int = 95) -> Tensor:
