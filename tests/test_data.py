@@ -23,6 +23,7 @@ from wespe.data import (
 from wespe.data.datasets import (
     EMBEDDED_PHOTOS,
     EpochSampler,
+    PairedPatchDataset,
     embedded_photo,
     find_images,
     load_image,
@@ -705,3 +706,30 @@ def test_embedded_datamodule_setup():
     again.setup("fit")
     for a, b in zip(dm.train_set.source, again.train_set.source, strict=True):
         assert torch.equal(a, b)
+
+
+def test_paired_patches_are_aligned_crops():
+    clean = [random_uint8((3, 40, 50), 1), random_uint8((3, 30, 30), 2)]
+    # A known, invertible "degradation": value - 1 (clamped at 0 before, so no underflow).
+    clean = [c.clamp(min=1) for c in clean]
+    degraded = [c - 1 for c in clean]
+    ds = PairedPatchDataset(degraded, clean, patch_size=16, length=10, seed=3)
+    for index in range(10):
+        item = ds[index]
+        assert torch.allclose(item["target"] - item["source"], torch.full((3, 16, 16), 1 / 255))
+
+
+def test_paired_patches_need_matching_lists():
+    with pytest.raises(ValueError, match="as many clean as degraded"):
+        PairedPatchDataset([random_uint8((3, 20, 20), 1)], [], patch_size=8, length=2)
+
+
+def test_embedded_paired_training_pairs_source_photos_with_their_originals():
+    dm = EmbeddedSampleDataModule(
+        patch_size=16, batch_size=2, patches_per_epoch=4, max_size=64, paired_training=True
+    )
+    dm.setup("fit")
+    assert isinstance(dm.train_set, PairedPatchDataset)
+    originals = [embedded_photo(n, 64) for n in dm.source_photos]
+    assert all(torch.equal(t, o) for t, o in zip(dm.train_set.target, originals, strict=True))
+    assert not any(torch.equal(s, o) for s, o in zip(dm.train_set.source, originals, strict=True))

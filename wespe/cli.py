@@ -1,4 +1,5 @@
-"""The ``wespe`` command: Lightning's CLI over :class:`~wespe.module.WESPE` and the data modules.
+"""The ``wespe`` command: Lightning's CLI over the models (:class:`~wespe.module.WESPE`, or the
+supervised reference :class:`~wespe.module.SupervisedEnhancer`) and the data modules.
 
 ``wespe fit|validate|test|predict -c configs/<name>.yaml``; ``--print_config`` prints a config
 that reproduces the run. Training length is given as ``max_iterations`` (one iteration = one
@@ -8,10 +9,12 @@ Lightning counts in optimizer steps (two per iteration).
 
 from __future__ import annotations
 
+import importlib
+
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from wespe.data.datamodule import UnpairedDataModule
-from wespe.module import WESPE
+from wespe.module import EnhancerModule
 
 __all__ = ["WESPECLI", "cli_main", "main"]
 
@@ -25,9 +28,9 @@ class WESPECLI(LightningCLI):
             type=int | None,
             default=None,
             help=(
-                "Training length in iterations (batches). Sets trainer.max_steps to "
-                f"{WESPE.OPTIMIZER_STEPS_PER_ITERATION}x this, since Lightning counts each of "
-                "the optimizer steps of an iteration."
+                "Training length in iterations (batches). Sets trainer.max_steps to this "
+                "times the model's optimizer steps per iteration (2 for WESPE), since Lightning "
+                "counts each optimizer step."
             ),
         )
 
@@ -38,21 +41,27 @@ class WESPECLI(LightningCLI):
             return
         if iterations < 1:
             raise ValueError(f"max_iterations must be >= 1; got {iterations}")
-        steps = iterations * WESPE.OPTIMIZER_STEPS_PER_ITERATION
+        steps = iterations * _model_class(config.model.class_path).OPTIMIZER_STEPS_PER_ITERATION
         given = config.trainer.max_steps
         if given not in (None, -1, steps):
             raise ValueError(
-                f"max_iterations={iterations} means trainer.max_steps={steps} (two optimizer "
-                f"steps per iteration), but trainer.max_steps={given} was also given: set only one"
+                f"max_iterations={iterations} means trainer.max_steps={steps} (Lightning counts "
+                f"optimizer steps), but trainer.max_steps={given} was also given: set only one"
             )
         config.trainer.max_steps = steps
+
+
+def _model_class(class_path: str) -> type:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> WESPECLI:
     """Build and run the CLI; ``args`` replaces ``sys.argv[1:]`` (tests use it)."""
     return WESPECLI(
-        WESPE,
+        EnhancerModule,
         UnpairedDataModule,
+        subclass_mode_model=True,
         subclass_mode_data=True,
         # A resumed run writes its config into the same run folder again.
         save_config_kwargs={"overwrite": True},

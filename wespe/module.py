@@ -22,6 +22,7 @@ import torch
 import torchvision
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
@@ -29,7 +30,7 @@ from wespe.losses import ColorLoss, PerceptualLoss, TextureLoss, TVLoss
 from wespe.metrics import image_entropy, jpeg_bits_per_pixel
 from wespe.networks import Discriminator, Generator
 
-__all__ = ["WESPE"]
+__all__ = ["WESPE", "EnhancerModule", "SupervisedEnhancer"]
 
 
 def _reference_metrics() -> MetricCollection:
@@ -42,7 +43,176 @@ def _reference_metrics() -> MetricCollection:
     )
 
 
-class WESPE(pl.LightningModule):
+class EnhancerModule(pl.LightningModule):
+    """What every enhancer here shares: a generator, its optional moving average, and the
+    evaluation (PSNR/SSIM against clean references, no-reference figures, sample grids,
+    prediction). Subclasses add the training.
+
+    Args:
+        generator: the enhancing network, ``(B, 3, H, W)`` in [0, 1] to the same shape.
+        ema_decay: keep an exponential moving average of the generator's weights with this
+            decay (None: off). Evaluation, prediction and :meth:`enhance` then use the average.
+        num_sample_images: evaluation images shown in the sample grid.
+        sample_size: the grid shows center crops of at most this size.
+    """
+
+    #: Optimizer steps per training iteration; Lightning's global_step counts optimizer steps.
+    OPTIMIZER_STEPS_PER_ITERATION = 1
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        ema_decay: float | None = None,
+        num_sample_images: int = 4,
+        sample_size: int = 192,
+    ) -> None:
+        super().__init__()
+        self.generator = generator
+        self.generator_ema: AveragedModel | None = None
+        if ema_decay is not None:
+            if not 0 < ema_decay < 1:
+                raise ValueError(f"ema_decay must be in (0, 1) or None; got {ema_decay}")
+            self.generator_ema = AveragedModel(
+                self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+            )
+            self.generator_ema.requires_grad_(False)
+        self.num_sample_images = num_sample_images
+        self.sample_size = sample_size
+        # One metric object per stage, so validation never mixes with test.
+        self.eval_metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict(
+                    {
+                        "enhanced": _reference_metrics(),
+                        "input": _reference_metrics(),
+                        "entropy": MeanMetric(),
+                        "jpeg_bpp": MeanMetric(),
+                        "entropy_input": MeanMetric(),
+                        "jpeg_bpp_input": MeanMetric(),
+                    }
+                )
+                for stage in ("val", "test")
+            }
+        )
+        self._samples: list[Tensor] = []
+
+    # ------------------------------------------------------------------ inference
+
+    @property
+    def enhancer(self) -> nn.Module:
+        """The generator used for evaluation: G's moving average if ``ema_decay`` is set, else G."""
+        return self.generator_ema.module if self.generator_ema is not None else self.generator
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Enhance photos ``(B, 3, H, W)`` in [0, 1] with :attr:`enhancer`; unclamped."""
+        return self.enhancer(x)
+
+    @torch.no_grad()
+    def enhance(self, x: Tensor) -> Tensor:
+        """Enhanced photos clamped to [0, 1], same shape as ``x``."""
+        return self(x).clamp(0, 1)
+
+    @property
+    def iteration(self) -> int:
+        """Training iterations (batches) done; ``global_step`` counts optimizer steps."""
+        return self.global_step // self.OPTIMIZER_STEPS_PER_ITERATION
+
+    def update_ema(self) -> None:
+        """Fold the generator's current weights into the moving average (if any)."""
+        if self.generator_ema is not None:
+            self.generator_ema.update_parameters(self.generator)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _evaluation_step(self, batch: dict[str, Tensor], batch_idx: int, stage: str) -> None:
+        source, clean = batch["source"], batch["clean"]
+        enhanced = self(source).clamp(0, 1)
+        metrics = self.eval_metrics[stage]
+        metrics["enhanced"].update(enhanced, clean)
+        metrics["input"].update(source, clean)
+        for suffix, images in (("", enhanced), ("_input", source)):
+            metrics[f"entropy{suffix}"].update(image_entropy(images))
+            metrics[f"jpeg_bpp{suffix}"].update(jpeg_bits_per_pixel(images).to(self.device))
+        if batch_idx < self.num_sample_images:
+            self._samples.append(self._sample_row(*self.sample_panels(source, enhanced, clean)))
+
+    def sample_panels(self, source: Tensor, enhanced: Tensor, clean: Tensor) -> list[Tensor]:
+        """The images of one sample-grid row, left to right."""
+        return [source, enhanced, clean]
+
+    #: Caption of a sample-grid row.
+    SAMPLE_CAPTION = "input | enhanced | clean"
+
+    def _sample_row(self, *images: Tensor) -> Tensor:
+        height, width = images[0].shape[-2:]
+        h, w = min(height, self.sample_size), min(width, self.sample_size)
+        top, left = (height - h) // 2, (width - w) // 2
+        crops = [img[0, :, top : top + h, left : left + w].detach().cpu() for img in images]
+        # Rows of different photos get a common size so they fit one grid.
+        return torch.stack(
+            [
+                nn.functional.interpolate(
+                    c[None],
+                    size=(self.sample_size, self.sample_size),
+                    mode="bilinear",
+                    align_corners=False,
+                )[0]
+                for c in crops
+            ]
+        )
+
+    def _evaluation_epoch_end(self, stage: str) -> None:
+        metrics = self.eval_metrics[stage]
+        logged = {f"{stage}/{k}": v for k, v in metrics["enhanced"].compute().items()}
+        logged.update({f"{stage}/{k}_input": v for k, v in metrics["input"].compute().items()})
+        for name in ("entropy", "jpeg_bpp", "entropy_input", "jpeg_bpp_input"):
+            logged[f"{stage}/{name}"] = metrics[name].compute()
+        logged[f"{stage}/psnr_gain"] = logged[f"{stage}/psnr"] - logged[f"{stage}/psnr_input"]
+        self.log_dict(logged)
+        if stage == "val":
+            self.log("psnr_gain", logged["val/psnr_gain"], prog_bar=True, logger=False)
+        for metric in metrics.values():
+            metric.reset()
+        if self._samples and not self.trainer.sanity_checking:
+            self._write_samples(stage)
+        self._samples = []
+
+    def _write_samples(self, stage: str) -> None:
+        """One grid row per evaluation image, panels as :meth:`sample_panels` says."""
+        grid = torchvision.utils.make_grid(
+            torch.cat(self._samples), nrow=len(self._samples[0]), padding=2, pad_value=1.0
+        )
+        if not self.trainer.is_global_zero:
+            return
+        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{stage}_iter{self.iteration:07d}.png"
+        torchvision.utils.save_image(grid, path)
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(
+                    key=f"{stage}/samples",
+                    images=[grid],
+                    caption=[self.SAMPLE_CAPTION],
+                )
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, batch_idx, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluation_epoch_end("val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, batch_idx, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self.enhance(batch["source"])
+
+
+class WESPE(EnhancerModule):
     """WESPE: generator G, inverse generator F, texture and color discriminators.
 
     Every argument has the paper's value as its default; configs name them with ``class_path``.
@@ -67,12 +237,16 @@ class WESPE(pl.LightningModule):
             iteration.
         discriminator_scheduler: likewise for the discriminator optimizer.
         gradient_clip_val: clip each optimizer's gradient norm to this (None: no clipping).
+        ema_decay: keep an exponential moving average of G's weights with this decay (not in
+            the paper; None: off). Evaluation, prediction and :meth:`enhance` then use the
+            average, which smooths out the oscillation of adversarial training.
         num_sample_images: evaluation images shown in the sample grid.
         sample_size: the grid shows center crops of at most this size.
     """
 
     #: Optimizer steps per training iteration (generators, then discriminators).
     OPTIMIZER_STEPS_PER_ITERATION = 2
+    SAMPLE_CAPTION = "input | G(x) | F(G(x)) | clean"
 
     def __init__(
         self,
@@ -89,13 +263,18 @@ class WESPE(pl.LightningModule):
         generator_scheduler: LRSchedulerCallable | None = None,
         discriminator_scheduler: LRSchedulerCallable | None = None,
         gradient_clip_val: float | None = None,
+        ema_decay: float | None = None,
         num_sample_images: int = 4,
         sample_size: int = 192,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            generator if generator is not None else Generator(),
+            ema_decay=ema_decay,
+            num_sample_images=num_sample_images,
+            sample_size=sample_size,
+        )
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.generator = generator if generator is not None else Generator()
         self.inverse_generator = inverse_generator if inverse_generator is not None else Generator()
         self.texture_discriminator = texture_discriminator or Discriminator(in_channels=1)
         self.color_discriminator = color_discriminator or Discriminator(in_channels=3)
@@ -110,40 +289,6 @@ class WESPE(pl.LightningModule):
         self.generator_scheduler = generator_scheduler
         self.discriminator_scheduler = discriminator_scheduler
         self.gradient_clip_val = gradient_clip_val
-        self.num_sample_images = num_sample_images
-        self.sample_size = sample_size
-
-        # One metric object per stage, so validation never mixes with test.
-        self.eval_metrics = nn.ModuleDict(
-            {
-                stage: nn.ModuleDict(
-                    {
-                        "enhanced": _reference_metrics(),
-                        "input": _reference_metrics(),
-                        "entropy": MeanMetric(),
-                        "jpeg_bpp": MeanMetric(),
-                    }
-                )
-                for stage in ("val", "test")
-            }
-        )
-        self._samples: list[Tensor] = []
-
-    # ------------------------------------------------------------------ inference
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Enhance photos ``(B, 3, H, W)`` in [0, 1]; returns G(x), unclamped."""
-        return self.generator(x)
-
-    @torch.no_grad()
-    def enhance(self, x: Tensor) -> Tensor:
-        """Enhanced photos clamped to [0, 1], same shape as ``x``."""
-        return self.generator(x).clamp(0, 1)
-
-    @property
-    def iteration(self) -> int:
-        """Training iterations (batches) done: ``global_step`` counts two optimizer steps each."""
-        return self.global_step // self.OPTIMIZER_STEPS_PER_ITERATION
 
     # ------------------------------------------------------------------ optimizers
 
@@ -228,6 +373,7 @@ class WESPE(pl.LightningModule):
         generator_total = sum(generator_terms.values())
         self._step(generator_optimizer, generator_total)
         self.untoggle_optimizer(generator_optimizer)
+        self.update_ema()
 
         self.toggle_optimizer(discriminator_optimizer)
         discriminator_terms = self.discriminator_losses(target, enhanced)
@@ -251,84 +397,56 @@ class WESPE(pl.LightningModule):
             logger=False,
         )
 
-    # ------------------------------------------------------------------ evaluation
+    def sample_panels(self, source: Tensor, enhanced: Tensor, clean: Tensor) -> list[Tensor]:
+        """Sample-grid row: input, G(x), the reconstruction F(G(x)), the clean reference."""
+        return [source, enhanced, self.inverse_generator(enhanced).clamp(0, 1), clean]
 
-    def _evaluation_step(self, batch: dict[str, Tensor], batch_idx: int, stage: str) -> None:
-        source, clean = batch["source"], batch["clean"]
-        enhanced = self.generator(source).clamp(0, 1)
-        metrics = self.eval_metrics[stage]
-        metrics["enhanced"].update(enhanced, clean)
-        metrics["input"].update(source, clean)
-        metrics["entropy"].update(image_entropy(enhanced))
-        metrics["jpeg_bpp"].update(jpeg_bits_per_pixel(enhanced).to(self.device))
-        if batch_idx < self.num_sample_images:
-            reconstructed = self.inverse_generator(enhanced).clamp(0, 1)
-            self._samples.append(self._sample_row(source, enhanced, reconstructed, clean))
 
-    def _sample_row(self, *images: Tensor) -> Tensor:
-        height, width = images[0].shape[-2:]
-        h, w = min(height, self.sample_size), min(width, self.sample_size)
-        top, left = (height - h) // 2, (width - w) // 2
-        crops = [img[0, :, top : top + h, left : left + w].detach().cpu() for img in images]
-        # Rows of different photos get a common size so they fit one grid.
-        return torch.stack(
-            [
-                nn.functional.interpolate(
-                    c[None],
-                    size=(self.sample_size, self.sample_size),
-                    mode="bilinear",
-                    align_corners=False,
-                )[0]
-                for c in crops
-            ]
+class SupervisedEnhancer(EnhancerModule):
+    """A supervised reference point, not WESPE: the generator trained on *paired* (degraded,
+    clean) patches with a pixel loss. The benchmark trains it on the same photos for the same
+    wall time as WESPE, as an upper bound for what weak supervision could reach.
+
+    Training batches are ``{"source": degraded, "target": clean}`` patches of the same place
+    (``EmbeddedSampleDataModule(paired_training=True)``).
+
+    Args:
+        generator: the enhancing network; default ``Generator()``.
+        loss: ``(enhanced, clean) -> scalar``; default ``torch.nn.L1Loss()``.
+        optimizer: default Adam, lr 5e-4.
+        ema_decay, num_sample_images, sample_size: see :class:`EnhancerModule`.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module | None = None,
+        loss: nn.Module | None = None,
+        optimizer: OptimizerCallable | None = None,
+        ema_decay: float | None = None,
+        num_sample_images: int = 4,
+        sample_size: int = 192,
+    ) -> None:
+        super().__init__(
+            generator if generator is not None else Generator(),
+            ema_decay=ema_decay,
+            num_sample_images=num_sample_images,
+            sample_size=sample_size,
         )
+        self.save_hyperparameters()
+        self.loss = loss if loss is not None else nn.L1Loss()
+        self.optimizer = optimizer
 
-    def _evaluation_epoch_end(self, stage: str) -> None:
-        metrics = self.eval_metrics[stage]
-        logged = {f"{stage}/{k}": v for k, v in metrics["enhanced"].compute().items()}
-        logged.update({f"{stage}/{k}_input": v for k, v in metrics["input"].compute().items()})
-        logged[f"{stage}/entropy"] = metrics["entropy"].compute()
-        logged[f"{stage}/jpeg_bpp"] = metrics["jpeg_bpp"].compute()
-        logged[f"{stage}/psnr_gain"] = logged[f"{stage}/psnr"] - logged[f"{stage}/psnr_input"]
-        self.log_dict(logged)
-        if stage == "val":
-            self.log("psnr_gain", logged["val/psnr_gain"], prog_bar=True, logger=False)
-        for metric in metrics.values():
-            metric.reset()
-        if self._samples and not self.trainer.sanity_checking:
-            self._write_samples(stage)
-        self._samples = []
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        parameters = list(self.generator.parameters())
+        if self.optimizer is None:
+            return torch.optim.Adam(parameters, lr=5e-4)
+        return self.optimizer(parameters)
 
-    def _write_samples(self, stage: str) -> None:
-        """Grid rows: degraded input | G(x) | F(G(x)) | clean reference."""
-        grid = torchvision.utils.make_grid(
-            torch.cat(self._samples), nrow=4, padding=2, pad_value=1.0
-        )
-        if not self.trainer.is_global_zero:
-            return
-        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{stage}_iter{self.iteration:07d}.png"
-        torchvision.utils.save_image(grid, path)
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image(
-                    key=f"{stage}/samples",
-                    images=[grid],
-                    caption=["input | enhanced | F(G(x)) | clean"],
-                )
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.loss(self.generator(batch["source"]), batch["target"])
+        self.log("train/loss", loss.detach(), prog_bar=True)
+        self.log("train/iteration", float(self.iteration + 1))
+        return loss
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, batch_idx, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluation_epoch_end("val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, batch_idx, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluation_epoch_end("test")
-
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self.enhance(batch["source"])
+    def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
+        self.update_ema()

@@ -21,6 +21,7 @@ from wespe.data.datasets import (
     EpochSampler,
     ImageItem,
     PairedImageDataset,
+    PairedPatchDataset,
     UnpairedPatchDataset,
     degrade_photo,
     dped_folders,
@@ -69,6 +70,8 @@ class UnpairedDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.eval_crop = eval_crop
+        #: Train on aligned (degraded, clean) patches: only for the supervised reference point.
+        self.paired_training = False
         self.train_set: UnpairedPatchDataset | None = None
         self.eval_set: PairedImageDataset | None = None
 
@@ -86,7 +89,8 @@ class UnpairedDataModule(pl.LightningDataModule):
         if self.train_set is not None:  # setup may be called once per stage
             return
         source, target, eval_degraded, eval_clean = self.load_images()
-        self.train_set = UnpairedPatchDataset(
+        dataset = PairedPatchDataset if self.paired_training else UnpairedPatchDataset
+        self.train_set = dataset(
             source, target, self.patch_size, self.patches_per_epoch, seed=self.seed
         )
         if eval_degraded:
@@ -128,23 +132,31 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
     input and kept clean as the reference. The three lists must be disjoint, so training never
     sees a (degraded, clean) pair of the same photo.
 
+    The default split makes the well-exposed everyday photos the target domain: the
+    discriminators learn what a good photo looks like from them. With the near-black
+    hubble_deep_field among the targets, they learn that good photos are dark (the README's
+    ablation measures it).
+
     Args:
         source_photos: names from :data:`~wespe.data.datasets.EMBEDDED_PHOTOS` for the phone domain.
         target_photos: names for the high-quality domain.
         heldout_photos: names for evaluation.
         max_size: photos are resized so the longer side is at most this many pixels.
         degradation: the phone degradation.
+        paired_training: train on aligned (degraded, clean) patches of the source photos
+            instead of two unpaired domains. Only for the supervised reference point of the
+            benchmark (:class:`~wespe.module.SupervisedEnhancer`); never for WESPE.
         **kwargs: see :class:`UnpairedDataModule`.
     """
 
     def __init__(
         self,
-        source_photos: Sequence[str] = ("astronaut", "rocket", "immunohistochemistry"),
+        source_photos: Sequence[str] = ("rocket", "retina", "hubble_deep_field"),
         target_photos: Sequence[str] = (
-            "hubble_deep_field",
+            "astronaut",
             "motorcycle_left",
             "motorcycle_right",
-            "retina",
+            "immunohistochemistry",
         ),
         heldout_photos: Sequence[str] = ("chelsea", "coffee"),
         max_size: int | None = 512,
@@ -155,8 +167,10 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
         num_workers: int = 0,
         seed: int = 0,
         eval_crop: int | None = None,
+        paired_training: bool = False,
     ) -> None:
         super().__init__(patch_size, batch_size, patches_per_epoch, num_workers, seed, eval_crop)
+        self.paired_training = paired_training
         groups = {
             "source_photos": source_photos,
             "target_photos": target_photos,
@@ -198,7 +212,9 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
         self,
     ) -> tuple[list[ImageItem], list[ImageItem], list[ImageItem], list[ImageItem]]:
         source = [self._degraded(n) for n in self.source_photos]
-        target = [embedded_photo(n, self.max_size) for n in self.target_photos]
+        # Paired (supervised reference only): the clean originals of the source photos.
+        target_names = self.source_photos if self.paired_training else self.target_photos
+        target = [embedded_photo(n, self.max_size) for n in target_names]
         eval_degraded = [self._degraded(n) for n in self.heldout_photos]
         eval_clean = [embedded_photo(n, self.max_size) for n in self.heldout_photos]
         return source, target, eval_degraded, eval_clean

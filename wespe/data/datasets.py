@@ -23,6 +23,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "EpochSampler",
     "PairedImageDataset",
+    "PairedPatchDataset",
     "UnpairedPatchDataset",
     "dped_folders",
     "embedded_photo",
@@ -176,27 +177,74 @@ class UnpairedPatchDataset(Dataset):
         return self.length
 
     def _patch(self, items: Sequence[ImageItem], generator: torch.Generator) -> Tensor:
-        item = items[int(torch.randint(len(items), (1,), generator=generator))]
-        image = _as_uint8(item)
-        self._check_size(image, item)
-        height, width = image.shape[-2:]
+        return self._patches((items,), generator)[0]
+
+    def _patches(
+        self, domains: Sequence[Sequence[ImageItem]], generator: torch.Generator
+    ) -> list[Tensor]:
+        """The same random image index, crop and flip applied to each of ``domains``."""
+        index = int(torch.randint(len(domains[0]), (1,), generator=generator))
+        images = [_as_uint8(items[index]) for items in domains]
+        for image, items in zip(images, domains, strict=True):
+            self._check_size(image, items[index])
+        height, width = images[0].shape[-2:]
         top = int(torch.randint(height - self.patch_size + 1, (1,), generator=generator))
         left = int(torch.randint(width - self.patch_size + 1, (1,), generator=generator))
-        patch = image[:, top : top + self.patch_size, left : left + self.patch_size]
-        if self.flip and bool(torch.rand((), generator=generator) < 0.5):
-            patch = patch.flip(-1)
-        return _to_float(patch)
+        flip = self.flip and bool(torch.rand((), generator=generator) < 0.5)
+        patches = []
+        for image in images:
+            patch = image[:, top : top + self.patch_size, left : left + self.patch_size]
+            patches.append(_to_float(patch.flip(-1) if flip else patch))
+        return patches
+
+    def _generators(self, index: int) -> tuple[torch.Generator, torch.Generator]:
+        # Seeded from (seed, index) through numpy's SeedSequence: torch's CPU generator keeps
+        # only 32 bits of a seed, so arithmetic mixing would drop the seed.
+        first, second = np.random.SeedSequence([self.seed, int(index)]).generate_state(2)
+        return torch.Generator().manual_seed(int(first)), torch.Generator().manual_seed(int(second))
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        # One generator per domain, seeded from (seed, index) through numpy's SeedSequence: torch's
-        # CPU generator keeps only 32 bits of a seed, so arithmetic mixing would drop the seed.
-        source_seed, target_seed = np.random.SeedSequence([self.seed, int(index)]).generate_state(2)
-        source_rng = torch.Generator().manual_seed(int(source_seed))
-        target_rng = torch.Generator().manual_seed(int(target_seed))
+        # One generator per domain: the source stream never depends on the target's.
+        source_rng, target_rng = self._generators(index)
         return {
             "source": self._patch(self.source, source_rng),
             "target": self._patch(self.target, target_rng),
         }
+
+
+class PairedPatchDataset(UnpairedPatchDataset):
+    """Aligned patches of paired images: item ``i`` is ``{"source": degraded, "target": clean}``
+    cropped at the same place of the same photo. For the supervised reference point only;
+    WESPE itself never trains on pairs.
+
+    Args:
+        source: degraded images; ``target``: their clean versions, same order and sizes.
+        Others as :class:`UnpairedPatchDataset`.
+    """
+
+    def __init__(
+        self,
+        source: Sequence[ImageItem],
+        target: Sequence[ImageItem],
+        patch_size: int,
+        length: int,
+        seed: int = 0,
+        flip: bool = True,
+    ) -> None:
+        if len(source) != len(target):
+            raise ValueError(
+                f"paired patches need as many clean as degraded images; got {len(target)} and "
+                f"{len(source)}"
+            )
+        super().__init__(source, target, patch_size, length, seed, flip)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        source, target = self._patches((self.source, self.target), self._generators(index)[0])
+        if source.shape != target.shape:
+            raise ValueError(
+                f"paired images {index} differ in size: {tuple(source.shape)} vs {tuple(target.shape)}"
+            )
+        return {"source": source, "target": target}
 
 
 class EpochSampler(Sampler[int]):
