@@ -733,3 +733,13 @@ def test_embedded_paired_training_pairs_source_photos_with_their_originals():
     originals = [embedded_photo(n, 64) for n in dm.source_photos]
     assert all(torch.equal(t, o) for t, o in zip(dm.train_set.target, originals, strict=True))
     assert not any(torch.equal(s, o) for s, o in zip(dm.train_set.source, originals, strict=True))
+
+
+def test_epoch_sampler_start_skips_only_the_first_epoch_iterated():
+    sampler = EpochSampler(6, start=4)
+    sampler.set_epoch(2)
+    assert list(sampler) == [16, 17]  # the rest of epoch 2
+    sampler.set_epoch(3)
+    assert list(sampler) == list(range(18, 24))
+    with pytest.raises(ValueError, match="start must be in"):
+        EpochSampler(6, start=7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
@@ -16,14 +17,21 @@ __all__ = ["EnhancedImageWriter", "ModelCheckpoint"]
 
 
 class ModelCheckpoint(_LightningModelCheckpoint):
-    """Lightning's :class:`~pytorch_lightning.callbacks.ModelCheckpoint` with one difference:
-    with ``save_last``, ``last.ckpt`` always holds the final state when training ends.
+    """Lightning's :class:`~pytorch_lightning.callbacks.ModelCheckpoint` with two differences:
 
-    Lightning saves ``last`` only after validation (or at an epoch end), and at the end of
-    training only if it never saved it before; a run whose ``max_iterations`` is not a multiple
-    of the validation interval would otherwise end with a ``last.ckpt`` from before its final
-    iterations.
+    - with ``save_last``, ``last.ckpt`` always holds the final state when training ends.
+      Lightning saves ``last`` only after validation (or at an epoch end), and at the end of
+      training only if it never saved it before; a run whose ``max_iterations`` is not a
+      multiple of the validation interval would otherwise end with a stale ``last.ckpt``;
+    - ``save_on_exception`` defaults to True: on SIGTERM (preemption) Lightning stops the loop
+      with an exception at the next step, and this saves a resumable checkpoint then.
+
+    Writes are atomic as Lightning makes them (a local file is written to a temporary file and
+    moved into place), so a process killed while saving leaves the previous checkpoint intact.
     """
+
+    def __init__(self, *args: Any, save_on_exception: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, save_on_exception=save_on_exception, **kwargs)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:

@@ -10,7 +10,10 @@ Lightning counts in optimizer steps (two per iteration).
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 
+from jsonargparse import Namespace
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from wespe.data.datamodule import UnpairedDataModule
@@ -20,7 +23,13 @@ __all__ = ["WESPECLI", "cli_main", "main"]
 
 
 class WESPECLI(LightningCLI):
-    """LightningCLI with training length in iterations."""
+    """LightningCLI with training length in iterations and resumes that continue the run.
+
+    ``fit --ckpt_path <file>`` continues in the run folder that holds the checkpoint (its
+    logger version), and ``--ckpt_path last`` finds the newest ``last.ckpt`` of the configured
+    logger's runs. A model setting that differs from the checkpoint's is refused, where
+    Lightning would silently take the checkpoint's value.
+    """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -33,6 +42,29 @@ class WESPECLI(LightningCLI):
                 "counts each optimizer step."
             ),
         )
+
+    def _parse_ckpt_path(self) -> None:
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if config.get("ckpt_path"):
+            config.ckpt_path = str(_resolve_checkpoint(config.ckpt_path, config.trainer))
+            if subcommand == "fit":
+                _continue_run_folder(Path(config.ckpt_path), config.trainer)
+        before = self.parser.dump(self.config, skip_check=True, format="json")
+        super()._parse_ckpt_path()  # Lightning: the checkpoint's model hyper-parameters win
+        after = self.parser.dump(self.config, skip_check=True, format="json")
+        changed = _differences(
+            json.loads(before)[subcommand]["model"], json.loads(after)[subcommand]["model"]
+        )
+        if changed:
+            raise ValueError(
+                f"The model settings given differ from those stored in {config.ckpt_path}:\n  "
+                + "\n  ".join(changed)
+                + "\nA checkpoint continues the model it was saved with: drop these changes, or "
+                "start a new run from its weights instead of resuming."
+            )
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -49,6 +81,60 @@ class WESPECLI(LightningCLI):
                 f"optimizer steps), but trainer.max_steps={given} was also given: set only one"
             )
         config.trainer.max_steps = steps
+
+
+def _differences(given: object, stored: object, path: str = "model") -> list[str]:
+    """Settings that differ between two config trees, as 'path: given -> stored' lines."""
+    if isinstance(given, dict) and isinstance(stored, dict):
+        keys = sorted(set(given) | set(stored))
+        return [
+            line
+            for key in keys
+            if key != "dict_kwargs"
+            for line in _differences(given.get(key), stored.get(key), f"{path}.{key}")
+        ]
+    return [] if given == stored else [f"{path}: given {given!r}, checkpoint {stored!r}"]
+
+
+def _runs_folder(trainer_config: object) -> Path:
+    """``<save_dir>/<name>`` of the configured logger (Lightning's default without one)."""
+    logger = trainer_config.get("logger")
+    if isinstance(logger, dict | Namespace) and logger.get("init_args") is not None:
+        init = logger["init_args"]
+        return Path(init.get("save_dir") or ".") / (init.get("name") or "lightning_logs")
+    return Path(trainer_config.get("default_root_dir") or ".") / "lightning_logs"
+
+
+def _resolve_checkpoint(ckpt_path: str, trainer_config: object) -> Path:
+    """A checkpoint file, with ``"last"`` meaning the newest ``last.ckpt`` of the logger's runs."""
+    if ckpt_path != "last":
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ckpt_path {path} does not exist")
+        return path
+    runs = _runs_folder(trainer_config)
+    candidates = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(
+            f"--ckpt_path last: no */checkpoints/last.ckpt under {runs}; give the checkpoint's path"
+        )
+    return candidates[-1]
+
+
+def _continue_run_folder(ckpt_path: Path, trainer_config: object) -> None:
+    """Point the logger at the run folder that holds ``ckpt_path`` (``<run>/checkpoints/x.ckpt``)."""
+    logger = trainer_config.get("logger")
+    if ckpt_path.parent.name != "checkpoints" or not isinstance(logger, dict | Namespace):
+        return
+    init = logger.get("init_args")
+    if init is None or "version" not in init:
+        return
+    run = ckpt_path.parent.parent
+    init["save_dir"], init["name"], init["version"] = (
+        str(run.parent.parent),
+        run.parent.name,
+        run.name,
+    )
 
 
 def _model_class(class_path: str) -> type:

@@ -15,12 +15,15 @@ steps, so it is twice the iteration count; :attr:`WESPE.iteration` gives iterati
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torchvision
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric, MetricCollection
@@ -31,6 +34,28 @@ from wespe.metrics import image_entropy, jpeg_bits_per_pixel
 from wespe.networks import Discriminator, Generator
 
 __all__ = ["WESPE", "EnhancerModule", "SupervisedEnhancer"]
+
+
+def _rng_states() -> dict:
+    """Python, numpy and torch (CPU and CUDA) random states, in types ``weights_only`` loads."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    states = {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["torch.cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    name, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if "torch.cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["torch.cuda"])
 
 
 def _reference_metrics() -> MetricCollection:
@@ -116,6 +141,35 @@ class EnhancerModule(pl.LightningModule):
     def iteration(self) -> int:
         """Training iterations (batches) done; ``global_step`` counts optimizer steps."""
         return self.global_step // self.OPTIMIZER_STEPS_PER_ITERATION
+
+    def _drop_object_hyperparameters(self) -> None:
+        """Keep only configuration in the checkpoint's hyper-parameters.
+
+        Through the CLI, networks, losses and optimizers arrive as their configuration
+        (``class_path``/``init_args``), which is what Lightning stores. Built in Python they are
+        objects: their weights are in the state dict already, and pickling them would make the
+        checkpoint unloadable with ``weights_only=True`` (what resuming uses). Pass them again to
+        ``load_from_checkpoint`` in that case.
+        """
+        for key in [k for k, v in self.hparams.items() if isinstance(v, nn.Module) or callable(v)]:
+            del self.hparams[key]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_states"] = _rng_states()
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                # Lightning does not keep the W&B run id; the CLI reuses it on resume.
+                checkpoint["wandb_run_id"] = logger.version
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Only a resumed fit continues the random streams; loading weights to evaluate or
+        # predict leaves the caller's random state alone.
+        if (
+            "rng_states" in checkpoint
+            and self._trainer is not None
+            and self.trainer.state.fn == "fit"
+        ):
+            _set_rng_states(checkpoint["rng_states"])
 
     def update_ema(self) -> None:
         """Fold the generator's current weights into the moving average (if any)."""
@@ -274,6 +328,7 @@ class WESPE(EnhancerModule):
             sample_size=sample_size,
         )
         self.save_hyperparameters()
+        self._drop_object_hyperparameters()
         self.automatic_optimization = False
         self.inverse_generator = inverse_generator if inverse_generator is not None else Generator()
         self.texture_discriminator = texture_discriminator or Discriminator(in_channels=1)
@@ -433,6 +488,7 @@ class SupervisedEnhancer(EnhancerModule):
             sample_size=sample_size,
         )
         self.save_hyperparameters()
+        self._drop_object_hyperparameters()
         self.loss = loss if loss is not None else nn.L1Loss()
         self.optimizer = optimizer
 

@@ -102,11 +102,25 @@ class UnpairedDataModule(pl.LightningDataModule):
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            sampler=EpochSampler(self.patches_per_epoch),
+            sampler=EpochSampler(self.patches_per_epoch, start=self._resume_offset()),
             num_workers=self.num_workers,
             drop_last=True,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _resume_offset(self) -> int:
+        """Patches of the current epoch already trained on, when resuming mid-epoch.
+
+        Every patch is a function of its index, so skipping the indices already used continues
+        the data stream exactly where the interrupted run left it; Lightning's own progress
+        (restored from the checkpoint before the loaders are built) says how far that was.
+        """
+        trainer = self.trainer
+        if trainer is None or not trainer.fit_loop.restarting:
+            return 0
+        # "processed": a checkpoint saved in on_train_batch_end has the batch processed (its
+        # optimizer steps done) but not yet counted as completed.
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed * self.batch_size
 
     def _eval_dataloader(self) -> DataLoader | list:
         if self.eval_set is None:

@@ -248,21 +248,27 @@ class PairedPatchDataset(UnpairedPatchDataset):
 
 
 class EpochSampler(Sampler[int]):
-    """Yields ``epoch * length + i`` for ``i`` in ``range(length)``: new patches every epoch.
+    """Yields ``epoch * length + i`` for ``i`` in ``range(start, length)``: new patches every
+    epoch. Lightning calls :meth:`set_epoch` at the start of each training epoch.
 
-    Lightning calls :meth:`set_epoch` at the start of each training epoch.
+    ``start`` skips the first indices of the first epoch iterated, to continue a resumed
+    epoch where it stopped; later epochs start at 0.
     """
 
-    def __init__(self, length: int) -> None:
+    def __init__(self, length: int, start: int = 0) -> None:
+        if not 0 <= start <= length:
+            raise ValueError(f"start must be in [0, {length}]; got {start}")
         self.length = length
+        self.start = start
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        start = self.epoch * self.length
-        return iter(range(start, start + self.length))
+        first = self.epoch * self.length + self.start
+        self.start = 0
+        return iter(range(first, (self.epoch + 1) * self.length))
 
     def __len__(self) -> int:
         return self.length

@@ -1,0 +1,198 @@
+"""Resuming: a resumed run equals an uninterrupted one; kills and preemption leave resumable
+checkpoints; resumes continue the same run folder and refuse changed model settings."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import yaml
+from conftest import CONFIGS, tiny_overrides
+from test_module import tiny_data, tiny_wespe
+
+from wespe.callbacks import ModelCheckpoint
+from wespe.cli import cli_main
+
+
+class BatchRecorder(pl.Callback):
+    """Remembers every training batch's source patches, by iteration."""
+
+    def __init__(self) -> None:
+        self.batches: dict[int, torch.Tensor] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches[pl_module.iteration] = batch["source"].clone()
+
+
+def fit(tmp_path: Path, iterations: int, ckpt_path: Path | None = None, every: int | None = None):
+    torch.manual_seed(0)
+    model = tiny_wespe(ema_decay=0.9)
+    recorder = BatchRecorder()
+    callbacks = [recorder]
+    if every is not None:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=tmp_path / "checkpoints",
+                every_n_train_steps=2 * every,  # Lightning counts optimizer steps
+                save_top_k=-1,
+                filename="iter{step}",
+            )
+        )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=2 * iterations,
+        default_root_dir=tmp_path,
+        logger=False,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        deterministic=True,
+    )
+    trainer.fit(model, tiny_data(), ckpt_path=ckpt_path)
+    return model, trainer, recorder
+
+
+def test_resumed_run_equals_uninterrupted_run_mid_epoch(tmp_path):
+    # tiny_data: 8 patches per epoch, batch 2 -> 4 iterations an epoch. Stop at iteration 3
+    # (mid-epoch), resume to 6 (into the second epoch).
+    straight, straight_trainer, straight_batches = fit(tmp_path / "a", 6, every=3)
+    checkpoint = tmp_path / "a" / "checkpoints" / "iterstep=6.ckpt"
+    assert checkpoint.is_file(), sorted((tmp_path / "a" / "checkpoints").iterdir())
+    resumed, resumed_trainer, resumed_batches = fit(tmp_path / "b", 6, ckpt_path=checkpoint)
+
+    # The resumed run sees exactly the batches the uninterrupted one saw after iteration 3.
+    assert sorted(resumed_batches.batches) == [3, 4, 5]
+    for iteration, batch in resumed_batches.batches.items():
+        assert torch.equal(batch, straight_batches.batches[iteration]), iteration
+
+    assert resumed_trainer.global_step == straight_trainer.global_step == 12
+    for name, value in straight.state_dict().items():  # all four networks and the EMA
+        assert torch.equal(value, resumed.state_dict()[name]), name
+    for a, b in zip(straight_trainer.optimizers, resumed_trainer.optimizers, strict=True):
+        for state_a, state_b in zip(a.state.values(), b.state.values(), strict=True):
+            for key in state_a:
+                assert torch.equal(state_a[key], state_b[key]), key
+
+
+def test_checkpoint_holds_rng_states(tmp_path):
+    fit(tmp_path, 2, every=2)
+    checkpoint = torch.load(tmp_path / "checkpoints" / "iterstep=4.ckpt", weights_only=True)
+    assert set(checkpoint["rng_states"]) >= {"python", "numpy", "torch"}
+    assert len(checkpoint["optimizer_states"]) == 2
+
+
+def test_resume_last_continues_the_same_run_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["-c", str(CONFIGS / "quickstart.yaml"), *tiny_overrides(tmp_path, iterations=3)]
+    first = cli_main(["fit", *args])
+    run = Path(first.trainer.log_dir)
+    resumed = cli_main(["fit", *args, "--max_iterations=5", "--ckpt_path=last"])
+    assert Path(resumed.trainer.log_dir) == run  # no version_1
+    assert resumed.trainer.global_step == 10
+    assert sorted(p.name for p in run.parent.iterdir()) == [run.name]
+    steps = [line.split(",")[1] for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert {"0", "4"} <= set(steps)  # both halves logged into one metrics file
+
+
+def test_resume_refuses_changed_model_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["-c", str(CONFIGS / "quickstart.yaml"), *tiny_overrides(tmp_path, iterations=2)]
+    run = Path(cli_main(["fit", *args]).trainer.log_dir)
+    with pytest.raises(ValueError, match=r"model.init_args.ema_decay: given 0.9, checkpoint 0.995"):
+        cli_main(
+            [
+                "fit",
+                *args,
+                "--model.init_args.ema_decay=0.9",
+                f"--ckpt_path={run}/checkpoints/last.ckpt",
+            ]
+        )
+    with pytest.raises(FileNotFoundError, match="no \\*/checkpoints/last.ckpt"):
+        cli_main(["fit", *args, "--trainer.logger.init_args.name=nothing_here", "--ckpt_path=last"])
+
+
+# --------------------------------------------------------------------------- killed runs
+
+
+def write_config(tmp_path: Path, every_iteration: bool) -> Path:
+    """The quickstart, tiny, with a checkpoint after every iteration when asked."""
+    config = yaml.safe_load((CONFIGS / "quickstart.yaml").read_text())
+    checkpoint = config["trainer"]["callbacks"][0]["init_args"]
+    if every_iteration:
+        checkpoint.update(every_n_train_steps=2, save_top_k=0, monitor=None)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def launch(config: Path, tmp_path: Path, iterations: int, *extra: str) -> subprocess.Popen:
+    args = [
+        sys.executable, "-c", "from wespe.cli import main; main()", "fit", "-c", str(config),
+        *tiny_overrides(tmp_path, iterations), "--trainer.val_check_interval=1000",
+        "--trainer.limit_val_batches=0", *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
+    return subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def saved_step(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+
+
+def test_sigkill_at_random_moments_never_corrupts_last_and_resumes(tmp_path):
+    config = write_config(tmp_path, every_iteration=True)
+    last = tmp_path / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
+    rng = random.Random(1234)
+    steps = []
+    for _ in range(3):
+        extra = ["--ckpt_path=last"] if last.exists() else []
+        process = launch(config, tmp_path, 100_000, *extra)
+        wait_for(last, process)
+        time.sleep(rng.uniform(0.0, 1.5))  # checkpoints are written every iteration: often mid-save
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        steps.append(saved_step(last))  # loads: never a half-written file
+    assert steps == sorted(steps)
+    target = steps[-1] // 2 + 3
+    process = launch(config, tmp_path, target, "--ckpt_path=last")
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err.decode()[-3000:]
+    assert saved_step(last) == 2 * target
+    assert not (tmp_path / "quickstart" / "version_1").exists()
+
+
+def test_sigterm_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path):
+    config = write_config(tmp_path, every_iteration=False)
+    run = tmp_path / "quickstart" / "version_0"
+    process = launch(config, tmp_path, 100_000, "--trainer.log_every_n_steps=1")
+    wait_for(run / "metrics.csv", process)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err.decode()[-3000:]
+    last = run / "checkpoints" / "last.ckpt"
+    step = saved_step(last)
+    assert step > 0
+    target = step // 2 + 2
+    process = launch(config, tmp_path, target, "--ckpt_path=last")
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err.decode()[-3000:]
+    assert saved_step(last) == 2 * target
