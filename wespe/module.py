@@ -15,6 +15,7 @@ steps, so it is twice the iteration count; :attr:`WESPE.iteration` gives iterati
 
 from __future__ import annotations
 
+import inspect
 import random
 from pathlib import Path
 
@@ -142,8 +143,8 @@ class EnhancerModule(pl.LightningModule):
         """Training iterations (batches) done; ``global_step`` counts optimizer steps."""
         return self.global_step // self.OPTIMIZER_STEPS_PER_ITERATION
 
-    def _drop_object_hyperparameters(self) -> None:
-        """Keep only configuration in the checkpoint's hyper-parameters.
+    def _save_configuration(self) -> None:
+        """``save_hyperparameters`` of the calling ``__init__``, keeping only configuration.
 
         Through the CLI, networks, losses and optimizers arrive as their configuration
         (``class_path``/``init_args``), which is what Lightning stores. Built in Python they are
@@ -151,6 +152,7 @@ class EnhancerModule(pl.LightningModule):
         checkpoint unloadable with ``weights_only=True`` (what resuming uses). Pass them again to
         ``load_from_checkpoint`` in that case.
         """
+        self.save_hyperparameters(frame=inspect.currentframe().f_back)
         for key in [k for k, v in self.hparams.items() if isinstance(v, nn.Module) or callable(v)]:
             del self.hparams[key]
 
@@ -327,8 +329,7 @@ class WESPE(EnhancerModule):
             num_sample_images=num_sample_images,
             sample_size=sample_size,
         )
-        self.save_hyperparameters()
-        self._drop_object_hyperparameters()
+        self._save_configuration()
         self.automatic_optimization = False
         self.inverse_generator = inverse_generator if inverse_generator is not None else Generator()
         self.texture_discriminator = texture_discriminator or Discriminator(in_channels=1)
@@ -487,8 +488,7 @@ class SupervisedEnhancer(EnhancerModule):
             num_sample_images=num_sample_images,
             sample_size=sample_size,
         )
-        self.save_hyperparameters()
-        self._drop_object_hyperparameters()
+        self._save_configuration()
         self.loss = loss if loss is not None else nn.L1Loss()
         self.optimizer = optimizer
 
