@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from pathlib import Path
 
+import yaml
 from jsonargparse import Namespace
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from wespe.data.datamodule import UnpairedDataModule
 from wespe.module import EnhancerModule
 
-__all__ = ["WESPECLI", "cli_main", "main"]
+__all__ = ["SaveAndLogConfigCallback", "WESPECLI", "cli_main", "compare_main", "main"]
 
 
 class WESPECLI(LightningCLI):
@@ -149,6 +152,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> WESPECLI:
         UnpairedDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        save_config_callback=SaveAndLogConfigCallback,
         # A resumed run writes its config into the same run folder again.
         save_config_kwargs={"overwrite": True},
         args=args,
@@ -156,6 +160,40 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> WESPECLI:
     )
 
 
+class SaveAndLogConfigCallback(SaveConfigCallback):
+    """Writes ``config.yaml`` into the run folder (Lightning's) and also logs the whole resolved
+    config to the loggers, so every setting is a column in W&B's run table."""
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": config})
+
+
+def compare_main(args: list[str]) -> None:
+    """``wespe compare RUN... [--metric KEY] [--plot FILE]``."""
+    import argparse
+
+    from wespe.runs import compare_table, find_runs, plot_metric
+
+    parser = argparse.ArgumentParser(
+        prog="wespe compare",
+        description="Compare local runs (CSV run folders or offline W&B runs): final metrics, "
+        "the settings that differ, and a plot of one metric over iterations.",
+    )
+    parser.add_argument("runs", nargs="+", help="run folders, or folders to search for runs")
+    parser.add_argument("--metric", default="val/psnr", help="metric to plot (default val/psnr)")
+    parser.add_argument("--plot", default="compare.png", help="where to save the plot")
+    options = parser.parse_args(args)
+    runs = find_runs(options.runs)
+    print(compare_table(runs))
+    plot_metric(runs, options.metric, options.plot)
+    print(f"\nplot of {options.metric} over iterations: {options.plot}")
+
+
 def main() -> None:
-    """Console entry point of ``wespe``."""
-    cli_main()
+    """Console entry point of ``wespe``: ``compare``, or a Lightning CLI subcommand."""
+    if sys.argv[1:2] == ["compare"]:
+        compare_main(sys.argv[2:])
+    else:
+        cli_main()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,16 @@ def _set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["torch.cuda"])
 
 
+def run_folder(trainer: pl.Trainer) -> Path:
+    """The folder of this run's files: the CSV/TensorBoard version folder, or for W&B the
+    folder that holds its checkpoints (``<save_dir>/<project>/<run id>``); Lightning's
+    ``log_dir`` is the shared ``save_dir`` there."""
+    logger = trainer.logger
+    if isinstance(logger, WandbLogger):
+        return Path(logger.save_dir or ".") / str(logger.name) / str(logger.version)
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
 def _reference_metrics() -> MetricCollection:
     return MetricCollection(
         {
@@ -84,6 +95,8 @@ class EnhancerModule(pl.LightningModule):
 
     #: Optimizer steps per training iteration; Lightning's global_step counts optimizer steps.
     OPTIMIZER_STEPS_PER_ITERATION = 1
+    #: Names of the optimizers, in configure_optimizers' order, for logged learning rates.
+    OPTIMIZER_NAMES: tuple[str, ...] = ("generator",)
 
     def __init__(
         self,
@@ -121,6 +134,7 @@ class EnhancerModule(pl.LightningModule):
             }
         )
         self._samples: list[Tensor] = []
+        self._last_batch_end: float | None = None
 
     # ------------------------------------------------------------------ inference
 
@@ -172,6 +186,16 @@ class EnhancerModule(pl.LightningModule):
             and self.trainer.state.fn == "fit"
         ):
             _set_rng_states(checkpoint["rng_states"])
+
+    def on_train_batch_end(self, outputs: object, batch: dict[str, Tensor], batch_idx: int) -> None:
+        # Throughput over the whole iteration (data, both steps, logging), and each learning rate.
+        now = time.perf_counter()
+        if self._last_batch_end is not None:
+            seconds = now - self._last_batch_end
+            self.log("train/images_per_second", batch["source"].shape[0] / seconds)
+        self._last_batch_end = now
+        for index, optimizer in enumerate(self.trainer.optimizers):
+            self.log(f"train/lr_{self.OPTIMIZER_NAMES[index]}", optimizer.param_groups[0]["lr"])
 
     def update_ema(self) -> None:
         """Fold the generator's current weights into the moving average (if any)."""
@@ -240,7 +264,7 @@ class EnhancerModule(pl.LightningModule):
         )
         if not self.trainer.is_global_zero:
             return
-        folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "samples"
+        folder = run_folder(self.trainer) / "samples"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{stage}_iter{self.iteration:07d}.png"
         torchvision.utils.save_image(grid, path)
@@ -302,6 +326,7 @@ class WESPE(EnhancerModule):
 
     #: Optimizer steps per training iteration (generators, then discriminators).
     OPTIMIZER_STEPS_PER_ITERATION = 2
+    OPTIMIZER_NAMES = ("generator", "discriminator")
     SAMPLE_CAPTION = "input | G(x) | F(G(x)) | clean"
 
     def __init__(
@@ -504,5 +529,6 @@ class SupervisedEnhancer(EnhancerModule):
         self.log("train/iteration", float(self.iteration + 1))
         return loss
 
-    def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
+    def on_train_batch_end(self, outputs: object, batch: dict[str, Tensor], batch_idx: int) -> None:
         self.update_ema()
+        super().on_train_batch_end(outputs, batch, batch_idx)
