@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import random
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,12 @@ from wespe.metrics import image_entropy, jpeg_bits_per_pixel
 from wespe.networks import Discriminator, Generator
 
 __all__ = ["WESPE", "EnhancerModule", "SupervisedEnhancer"]
+
+
+def _ema_update(decay: float, *args: object) -> None:
+    # torch's EMA update, behind a module-level function: its closure cannot be pickled, and
+    # ddp_spawn (or any copy to another process) pickles the module.
+    get_ema_multi_avg_fn(decay)(*args)
 
 
 def _rng_states() -> dict:
@@ -63,7 +70,7 @@ def _set_rng_states(states: dict) -> None:
 def run_folder(trainer: pl.Trainer) -> Path:
     """The folder of this run's files: the CSV/TensorBoard version folder, or for W&B the
     folder that holds its checkpoints (``<save_dir>/<project>/<run id>``); Lightning's
-    ``log_dir`` is the shared ``save_dir`` there."""
+    ``log_dir`` is the shared ``save_dir`` there. Call it on every process under DDP."""
     logger = trainer.logger
     if isinstance(logger, WandbLogger):
         return Path(logger.save_dir or ".") / str(logger.name) / str(logger.version)
@@ -112,7 +119,7 @@ class EnhancerModule(pl.LightningModule):
             if not 0 < ema_decay < 1:
                 raise ValueError(f"ema_decay must be in (0, 1) or None; got {ema_decay}")
             self.generator_ema = AveragedModel(
-                self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+                self.generator, multi_avg_fn=partial(_ema_update, ema_decay), use_buffers=True
             )
             self.generator_ema.requires_grad_(False)
         self.num_sample_images = num_sample_images
@@ -248,9 +255,13 @@ class EnhancerModule(pl.LightningModule):
         for name in ("entropy", "jpeg_bpp", "entropy_input", "jpeg_bpp_input"):
             logged[f"{stage}/{name}"] = metrics[name].compute()
         logged[f"{stage}/psnr_gain"] = logged[f"{stage}/psnr"] - logged[f"{stage}/psnr_input"]
-        self.log_dict(logged)
+        # The figures come from torchmetrics, already reduced over all processes; sync_dist
+        # only tells Lightning so (averaging equal values).
+        self.log_dict(logged, sync_dist=True)
         if stage == "val":
-            self.log("psnr_gain", logged["val/psnr_gain"], prog_bar=True, logger=False)
+            self.log(
+                "psnr_gain", logged["val/psnr_gain"], prog_bar=True, logger=False, sync_dist=True
+            )
         for metric in metrics.values():
             metric.reset()
         if self._samples and not self.trainer.sanity_checking:
@@ -262,9 +273,10 @@ class EnhancerModule(pl.LightningModule):
         grid = torchvision.utils.make_grid(
             torch.cat(self._samples), nrow=len(self._samples[0]), padding=2, pad_value=1.0
         )
+        # Every process asks: Trainer.log_dir is a collective call (a broadcast from rank 0).
+        folder = run_folder(self.trainer) / "samples"
         if not self.trainer.is_global_zero:
             return
-        folder = run_folder(self.trainer) / "samples"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{stage}_iter{self.iteration:07d}.png"
         torchvision.utils.save_image(grid, path)

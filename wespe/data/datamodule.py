@@ -99,17 +99,29 @@ class UnpairedDataModule(pl.LightningDataModule):
             )
 
     def train_dataloader(self) -> DataLoader:
+        replicas = self.trainer.world_size if self.trainer else 1
+        if self.patches_per_epoch // replicas < self.batch_size:
+            raise ValueError(
+                f"patches_per_epoch={self.patches_per_epoch} over {replicas} processes leaves "
+                f"{self.patches_per_epoch // replicas} patches each, fewer than batch_size="
+                f"{self.batch_size}: raise patches_per_epoch"
+            )
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            sampler=EpochSampler(self.patches_per_epoch, start=self._resume_offset()),
+            sampler=EpochSampler(
+                self.patches_per_epoch,
+                start=self._resume_offset(),
+                num_replicas=replicas,
+                rank=self.trainer.global_rank if self.trainer else 0,
+            ),
             num_workers=self.num_workers,
             drop_last=True,
             persistent_workers=self.num_workers > 0,
         )
 
     def _resume_offset(self) -> int:
-        """Patches of the current epoch already trained on, when resuming mid-epoch.
+        """Patches of the current epoch this process already trained on, when resuming mid-epoch.
 
         Every patch is a function of its index, so skipping the indices already used continues
         the data stream exactly where the interrupted run left it; Lightning's own progress

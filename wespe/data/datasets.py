@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from wespe.data.degrade import PhoneDegradation
 
@@ -247,18 +247,28 @@ class PairedPatchDataset(UnpairedPatchDataset):
         return {"source": source, "target": target}
 
 
-class EpochSampler(Sampler[int]):
-    """Yields ``epoch * length + i`` for ``i`` in ``range(start, length)``: new patches every
-    epoch. Lightning calls :meth:`set_epoch` at the start of each training epoch.
+class EpochSampler(DistributedSampler):
+    """Yields ``epoch * length + i``: new patches every epoch, sharded across processes.
 
-    ``start`` skips the first indices of the first epoch iterated, to continue a resumed
-    epoch where it stopped; later epochs start at 0.
+    With ``num_replicas`` processes, process ``rank`` takes ``i = rank, rank + num_replicas,
+    ...`` over the first ``length // num_replicas * num_replicas`` positions, so the shards are
+    disjoint and all the same size (unequal shards would leave DDP waiting). ``start`` skips
+    that many of this process's indices in the first epoch iterated, to continue a resumed
+    epoch where it stopped; later epochs start at 0. Lightning calls :meth:`set_epoch`.
+
+    It is a :class:`~torch.utils.data.DistributedSampler` so that Lightning uses it as it is
+    under DDP instead of wrapping it in a second, index-shuffling sharder.
     """
 
-    def __init__(self, length: int, start: int = 0) -> None:
-        if not 0 <= start <= length:
-            raise ValueError(f"start must be in [0, {length}]; got {start}")
+    def __init__(self, length: int, start: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, {num_replicas}); got {rank}")
         self.length = length
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.per_replica = length // num_replicas
+        if not 0 <= start <= self.per_replica:
+            raise ValueError(f"start must be in [0, {self.per_replica}]; got {start}")
         self.start = start
         self.epoch = 0
 
@@ -266,12 +276,12 @@ class EpochSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        first = self.epoch * self.length + self.start
-        self.start = 0
-        return iter(range(first, (self.epoch + 1) * self.length))
+        positions = range(self.rank, self.per_replica * self.num_replicas, self.num_replicas)
+        first, self.start = self.start, 0
+        return iter(self.epoch * self.length + i for i in positions[first:])
 
     def __len__(self) -> int:
-        return self.length
+        return self.per_replica
 
 
 class PairedImageDataset(Dataset):
