@@ -145,17 +145,17 @@ def grid(runs: list[Path], out: Path) -> None:
     """Held-out photos at full resolution, one row each: degraded | each run's output | clean."""
     import yaml
 
-    from wespe.cli import _model_class
+    from wespe.cli import import_class
 
     configs = [yaml.safe_load((run / "config.yaml").read_text()) for run in runs]
     models = [
-        _model_class(config["model"]["class_path"])
+        import_class(config["model"]["class_path"])
         .load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
         .eval()
         for run, config in zip(runs, configs, strict=True)
     ]
     data_config = configs[0]["data"]
-    data = _model_class(data_config["class_path"])(
+    data = import_class(data_config["class_path"])(
         **{**data_config["init_args"], "eval_crop": None}
     )
     data.setup("test")

@@ -76,7 +76,7 @@ class WESPECLI(LightningCLI):
             return
         if iterations < 1:
             raise ValueError(f"max_iterations must be >= 1; got {iterations}")
-        steps = iterations * _model_class(config.model.class_path).OPTIMIZER_STEPS_PER_ITERATION
+        steps = iterations * import_class(config.model.class_path).OPTIMIZER_STEPS_PER_ITERATION
         given = config.trainer.max_steps
         if given not in (None, -1, steps):
             raise ValueError(
@@ -140,7 +140,8 @@ def _continue_run_folder(ckpt_path: Path, trainer_config: object) -> None:
     )
 
 
-def _model_class(class_path: str) -> type:
+def import_class(class_path: str) -> type:
+    """The class a config's ``class_path`` names (a model or a data module)."""
     module, _, name = class_path.rpartition(".")
     return getattr(importlib.import_module(module), name)
 

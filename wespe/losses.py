@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wespe._checks import check_choice
+
 __all__ = [
     "AdversarialLoss",
     "ColorLoss",
@@ -40,12 +42,6 @@ __all__ = [
 
 Reduction = Literal["none", "mean", "sum"]
 _REDUCTIONS = ("none", "mean", "sum")
-
-
-def _check_choice(name: str, value: object, choices: Sequence[object]) -> None:
-    if value not in choices:
-        allowed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
 
 
 def _check_image(name: str, x: object, channels: int | None = None) -> None:
@@ -95,8 +91,8 @@ def total_variation(x: Tensor, p: int = 1, reduction: Reduction = "mean") -> Ten
         tensor([18.])
     """
     _check_image("x", x)
-    _check_choice("p", p, (1, 2))
-    _check_choice("reduction", reduction, _REDUCTIONS)
+    check_choice("p", p, (1, 2))
+    check_choice("reduction", reduction, _REDUCTIONS)
     dy = x[:, :, 1:, :] - x[:, :, :-1, :]
     dx = x[:, :, :, 1:] - x[:, :, :, :-1]
     if p == 1:
@@ -120,8 +116,8 @@ class TVLoss(nn.Module):
 
     def __init__(self, p: int = 1, reduction: Reduction = "mean", loss_weight: float = 1.0) -> None:
         super().__init__()
-        _check_choice("p", p, (1, 2))
-        _check_choice("reduction", reduction, _REDUCTIONS)
+        check_choice("p", p, (1, 2))
+        check_choice("reduction", reduction, _REDUCTIONS)
         self.p = p
         self.reduction = reduction
         self.loss_weight = loss_weight
@@ -396,7 +392,7 @@ class PerceptualLoss(nn.Module):
         normalize_input: bool = True,
     ) -> None:
         super().__init__()
-        _check_choice("criterion", criterion, tuple(_CRITERIA))
+        check_choice("criterion", criterion, tuple(_CRITERIA))
         layers = (layer,) if isinstance(layer, str) else tuple(layer)
         if layer_weights is None:
             layer_weights = [1.0] * len(layers)
@@ -464,7 +460,7 @@ def adversarial_loss(
         >>> adversarial_loss(torch.tensor([2.0]), True, kind="hinge", for_discriminator=False)
         tensor(-2.)
     """
-    _check_choice("kind", kind, _KINDS)
+    check_choice("kind", kind, _KINDS)
     if kind == "vanilla":
         return F.softplus(-logits if target_is_real else logits).mean()
     if kind == "lsgan":
@@ -498,7 +494,7 @@ class AdversarialLoss(nn.Module):
 
     def __init__(self, kind: AdversarialKind = "vanilla", loss_weight: float = 1.0) -> None:
         super().__init__()
-        _check_choice("kind", kind, _KINDS)
+        check_choice("kind", kind, _KINDS)
         self.kind = kind
         self.loss_weight = loss_weight
 

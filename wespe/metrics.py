@@ -5,12 +5,10 @@ PSNR and SSIM come from torchmetrics (``data_range=1.0``); these two complete th
 
 from __future__ import annotations
 
-import io
-
 import torch
 from torch import Tensor
 
-from wespe.data.degrade import to_pil
+from wespe.data.degrade import jpeg_bytes
 from wespe.losses import to_grayscale
 
 __all__ = ["image_entropy", "jpeg_bits_per_pixel"]
@@ -58,9 +56,5 @@ def jpeg_bits_per_pixel(x: Tensor, quality: int = 95) -> Tensor:
         >>> bool(jpeg_bits_per_pixel(flat) < jpeg_bits_per_pixel(noisy))
         True
     """
-    sizes = []
-    for image in x:
-        buffer = io.BytesIO()
-        to_pil(image).save(buffer, format="JPEG", quality=quality)
-        sizes.append(8 * buffer.tell() / (image.shape[-1] * image.shape[-2]))
-    return torch.tensor(sizes)
+    pixels = x.shape[-1] * x.shape[-2]
+    return torch.tensor([8 * len(jpeg_bytes(image, quality)) / pixels for image in x])

@@ -204,6 +204,13 @@ class EnhancerModule(pl.LightningModule):
         for index, optimizer in enumerate(self.trainer.optimizers):
             self.log(f"train/lr_{self.OPTIMIZER_NAMES[index]}", optimizer.param_groups[0]["lr"])
 
+    @staticmethod
+    def build_optimizer(
+        make: OptimizerCallable | None, parameters: list[nn.Parameter]
+    ) -> torch.optim.Optimizer:
+        """``make(parameters)``, or the paper's Adam with lr 5e-4 when no optimizer is given."""
+        return make(parameters) if make is not None else torch.optim.Adam(parameters, lr=5e-4)
+
     def update_ema(self) -> None:
         """Fold the generator's current weights into the moving average (if any)."""
         if self.generator_ema is not None:
@@ -394,14 +401,9 @@ class WESPE(EnhancerModule):
         return [*self.texture_discriminator.parameters(), *self.color_discriminator.parameters()]
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
-        def build(
-            make: OptimizerCallable | None, params: list[nn.Parameter]
-        ) -> torch.optim.Optimizer:
-            return make(params) if make is not None else torch.optim.Adam(params, lr=5e-4)
-
         optimizers = [
-            build(self.generator_optimizer, self.generator_parameters),
-            build(self.discriminator_optimizer, self.discriminator_parameters),
+            self.build_optimizer(self.generator_optimizer, self.generator_parameters),
+            self.build_optimizer(self.discriminator_optimizer, self.discriminator_parameters),
         ]
         schedulers = [
             make(optimizer)
@@ -530,10 +532,7 @@ class SupervisedEnhancer(EnhancerModule):
         self.optimizer = optimizer
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        parameters = list(self.generator.parameters())
-        if self.optimizer is None:
-            return torch.optim.Adam(parameters, lr=5e-4)
-        return self.optimizer(parameters)
+        return self.build_optimizer(self.optimizer, list(self.generator.parameters()))
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.loss(self.generator(batch["source"]), batch["target"])

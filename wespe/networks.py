@@ -16,15 +16,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from wespe._checks import check_choice
+
 __all__ = ["Discriminator", "Generator", "ResidualBlock"]
 
 OutputKind = Literal["dped", "sigmoid", "residual"]
 NormKind = Literal["instance", "batch", "spectral", "none"]
-
-
-def _check_choice(name: str, value: object, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
 class ResidualBlock(nn.Module):
@@ -84,8 +81,8 @@ class Generator(nn.Module):
         init: Literal["dped", "default", "identity"] = "dped",
     ) -> None:
         super().__init__()
-        _check_choice("output", output, ("dped", "sigmoid", "residual"))
-        _check_choice("init", init, ("dped", "default", "identity"))
+        check_choice("output", output, ("dped", "sigmoid", "residual"))
+        check_choice("init", init, ("dped", "default", "identity"))
         if init == "identity" and output != "residual":
             raise ValueError("init='identity' needs output='residual' (G(x) = x + 0 at start)")
         if channels < 1 or num_blocks < 0:
@@ -166,7 +163,7 @@ class Discriminator(nn.Module):
         pooled_size: int = 7,
     ) -> None:
         super().__init__()
-        _check_choice("norm", norm, ("instance", "batch", "spectral", "none"))
+        check_choice("norm", norm, ("instance", "batch", "spectral", "none"))
         if len(widths) != 5:
             raise ValueError(f"widths must list 5 conv widths; got {widths}")
         self.in_channels = in_channels

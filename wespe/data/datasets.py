@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
 
-from wespe.data.degrade import PhoneDegradation
+from wespe.data.degrade import PhoneDegradation, pil_to_uint8
 
 __all__ = [
     "EMBEDDED_PHOTOS",
@@ -76,12 +76,11 @@ def load_image(path: str | os.PathLike) -> Tensor:
     """
     try:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            return pil_to_uint8(image)
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(
             f"cannot read image {path}: {error}; remove or replace the file"
         ) from error
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 def _as_uint8(item: ImageItem) -> Tensor:

@@ -72,12 +72,17 @@ class PhoneDegradation:
         return jpeg_roundtrip(x, self.jpeg_quality)
 
 
-def jpeg_roundtrip(image: Tensor, quality: int) -> Tensor:
-    """Encode ``(3, H, W)`` in [0, 1] as JPEG at ``quality`` and decode it again."""
+def jpeg_bytes(image: Tensor, quality: int) -> bytes:
+    """``(3, H, W)`` in [0, 1] encoded as an 8-bit JPEG at ``quality``."""
     buffer = io.BytesIO()
     to_pil(image).save(buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    return from_pil(Image.open(buffer))
+    return buffer.getvalue()
+
+
+def jpeg_roundtrip(image: Tensor, quality: int) -> Tensor:
+    """Encode ``(3, H, W)`` in [0, 1] as JPEG at ``quality`` and decode it again."""
+    with Image.open(io.BytesIO(jpeg_bytes(image, quality))) as decoded:
+        return from_pil(decoded)
 
 
 def to_pil(image: Tensor) -> Image.Image:
@@ -86,7 +91,12 @@ def to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(array)
 
 
+def pil_to_uint8(image: Image.Image) -> Tensor:
+    """A PIL image to ``(3, H, W)`` uint8 RGB (converted to RGB)."""
+    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
 def from_pil(image: Image.Image) -> Tensor:
     """A PIL image to ``(3, H, W)`` float32 in [0, 1] (converted to RGB)."""
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255
+    return pil_to_uint8(image).float() / 255
