@@ -424,11 +424,15 @@ class WESPE(EnhancerModule):
     def _step(self, optimizer: pl.core.optimizer.LightningOptimizer, loss: Tensor) -> None:
         optimizer.zero_grad()
         self.manual_backward(loss)
+        optimizer.step()  # clips in on_before_optimizer_step
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Clipping here, not between backward and step: with 16-mixed, Lightning calls this hook
+        # after the GradScaler unscaled the gradients, so the threshold applies to the true norm.
         if self.gradient_clip_val is not None:
             self.clip_gradients(
                 optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
             )
-        optimizer.step()
 
     def generator_losses(self, source: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """G(x) and the generator objective's terms for source photos ``(B, 3, H, W)``."""
