@@ -11,9 +11,11 @@ import torch
 import torchvision
 import yaml
 from conftest import CONFIGS
+from jsonargparse import ArgumentParser
 from PIL import Image
 
 from wespe.cli import cli_main
+from wespe.data import FolderDataModule
 from wespe.module import WESPE
 
 
@@ -152,3 +154,30 @@ def test_every_config_builds(config, tmp_path, monkeypatch):
         assert cli.trainer.max_steps == steps_per_iteration * source["max_iterations"]
     with torch.no_grad():
         assert cli.model.generator(batch["source"][:1]).shape == batch["source"][:1].shape
+
+
+def test_null_on_the_command_line_gives_none_for_optional_paths(tmp_path):
+    # With os.PathLike in an optional path's type, jsonargparse read "null" as the string
+    # "None" (and VGG19Features then looked for a weights file named None).
+    parser = ArgumentParser()
+    parser.add_class_arguments(FolderDataModule)
+    parsed = parser.parse_args(
+        ["--source_dir=a", "--target_dir=b", "--eval_source_dir=null", "--eval_clean_dir=null"]
+    )
+    assert parsed.eval_source_dir is None and parsed.eval_clean_dir is None
+
+    # Two subclass levels down, jsonargparse 4.53 still turns a lone
+    # "--model.init_args.content_loss.init_args.weights=null" into "None"; replacing the whole
+    # loss, as the README shows, gives None.
+    cli = cli_main(
+        [
+            "-c", str(CONFIGS / "dped_iphone.yaml"),
+            "--model.init_args.content_loss="
+            "{class_path: wespe.losses.PerceptualLoss, init_args: {weights: null}}",
+            "--data=wespe.data.EmbeddedSampleDataModule",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+        ],
+        run=False,
+    )  # fmt: skip
+    assert cli.config.model.init_args.content_loss.init_args.weights is None
+    assert cli.model.content_loss.vgg.features[0].weight.requires_grad is False

@@ -298,7 +298,9 @@ class VGG19Features(nn.Module):
     def __init__(
         self,
         layers: Sequence[str] = ("relu5_4",),
-        weights: str | os.PathLike | None = "imagenet",
+        # A path is a str here: with os.PathLike in the union, jsonargparse reads "null" from
+        # the command line as the string "None".
+        weights: str | None = "imagenet",
         normalize_input: bool = True,
     ) -> None:
         super().__init__()
@@ -385,7 +387,7 @@ class PerceptualLoss(nn.Module):
     def __init__(
         self,
         layer: str | Sequence[str] = "relu5_4",
-        weights: str | os.PathLike | None = "imagenet",
+        weights: str | None = "imagenet",
         criterion: Literal["mse", "l1"] = "mse",
         loss_weight: float = 1.0,
         layer_weights: Sequence[float] | None = None,

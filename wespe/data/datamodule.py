@@ -263,8 +263,9 @@ class FolderDataModule(UnpairedDataModule):
         self,
         source_dir: str | os.PathLike,
         target_dir: str | os.PathLike,
-        eval_source_dir: str | os.PathLike | None = None,
-        eval_clean_dir: str | os.PathLike | None = None,
+        # str | None, not str | os.PathLike | None: jsonargparse would read "null" as "None".
+        eval_source_dir: str | None = None,
+        eval_clean_dir: str | None = None,
         preload: bool = False,
         patch_size: int = 100,
         batch_size: int = 30,
