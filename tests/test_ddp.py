@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +11,27 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import CONFIGS, tiny_overrides
+from pytorch_lightning.demos.boring_classes import BoringModel
 from test_module import tiny_data, tiny_wespe
+from torch.nn.parallel import DistributedDataParallel
 
 from wespe.callbacks import ModelCheckpoint
 from wespe.data.datasets import EpochSampler
+from wespe.module import WESPE
+from wespe.strategies import PerNetworkDDPStrategy
+
+#: The two ways to run WESPE data-parallel, started with spawn so tests can look inside.
+STRATEGIES = {
+    "whole_module": lambda: "ddp_spawn_find_unused_parameters_true",
+    "per_network": lambda: PerNetworkDDPStrategy(start_method="spawn"),
+}
+TRAINED_NETWORKS = WESPE.TRAINED_NETWORKS
+TRAINED = tuple(f"{name}." for name in TRAINED_NETWORKS)
 
 
 class SaveRankState(pl.Callback):
-    """Each process writes its networks' weights at the end of training."""
+    """Each process writes its networks' weights at the end of training, and how DDP wrapped
+    them (``rank<r>_wrapping.pt``)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -25,17 +39,29 @@ class SaveRankState(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
         torch.save(state, self.folder / f"rank{trainer.global_rank}.pt")
+        wrapping = {
+            "whole_module": isinstance(trainer.strategy.model, DistributedDataParallel),
+            "per_network": sorted(
+                name
+                for name, wrapper in pl_module._distributed_networks.items()
+                if isinstance(wrapper, DistributedDataParallel)
+                and wrapper.module is getattr(pl_module, name)
+            ),
+        }
+        torch.save(wrapping, self.folder / f"rank{trainer.global_rank}_wrapping.pt")
 
 
 def sgd(params):
     return torch.optim.SGD(params, lr=0.5)
 
 
-def ddp_trainer(tmp_path: Path, iterations: int, devices: int, *callbacks) -> pl.Trainer:
+def ddp_trainer(
+    tmp_path: Path, iterations: int, devices: int, *callbacks, strategy: str = "per_network"
+) -> pl.Trainer:
     return pl.Trainer(
         accelerator="cpu",
         devices=devices,
-        strategy="ddp_spawn_find_unused_parameters_true" if devices > 1 else "auto",
+        strategy=STRATEGIES[strategy]() if devices > 1 else "auto",
         max_steps=2 * iterations,
         default_root_dir=tmp_path,
         logger=False,
@@ -52,25 +78,50 @@ def test_epoch_sampler_shards_are_disjoint_and_equal():
     assert sorted(i for s in shards for i in s) == list(range(9))
 
 
-def test_ddp_step_equals_single_process_with_the_double_batch(tmp_path):
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_ddp_step_equals_single_process_with_the_double_batch(tmp_path, strategy):
     # 2 ranks x batch 2 against 1 process x batch 4: the same 4 patches (the sampler gives
     # rank r the indices r, r+2, ...), and DDP averages the gradients, as the mean over 4 does.
-    single = tiny_wespe(generator_optimizer=sgd)
+    # Plain SGD for both optimizers, so every network's update is its averaged gradient.
+    def model():
+        return tiny_wespe(generator_optimizer=sgd, discriminator_optimizer=sgd)
+
+    single = model()
     data = tiny_data()
     data.batch_size = 4
     ddp_trainer(tmp_path / "single", 1, 1).fit(single, data)
 
     (tmp_path / "ddp").mkdir()
-    ddp = tiny_wespe(generator_optimizer=sgd)
-    ddp_trainer(tmp_path / "ddp", 1, 2, SaveRankState(tmp_path / "ddp")).fit(ddp, tiny_data())
-    ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    initial = tiny_wespe(generator_optimizer=sgd).state_dict()
-    assert not torch.equal(
-        single.state_dict()["generator.to_image.weight"], initial["generator.to_image.weight"]
+    trainer = ddp_trainer(
+        tmp_path / "ddp", 1, 2, SaveRankState(tmp_path / "ddp"), strategy=strategy
     )
-    for name, value in single.state_dict().items():
-        if name.startswith(("generator.", "inverse_generator.")):
-            torch.testing.assert_close(ranks[0][name], value, rtol=1e-5, atol=1e-6, msg=name)
+    trainer.fit(model(), tiny_data())
+    ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    initial = model().state_dict()
+    compared = [name for name in initial if name.startswith(TRAINED)]
+    changed = {
+        n.split(".")[0] for n in compared if not torch.equal(single.state_dict()[n], initial[n])
+    }
+    assert changed == {prefix[:-1] for prefix in TRAINED}  # one step moved every network
+    for name in compared:
+        for rank in ranks:
+            torch.testing.assert_close(
+                rank[name], single.state_dict()[name], rtol=1e-5, atol=1e-6, msg=name
+            )
+    wrapping = torch.load(tmp_path / "ddp" / "rank1_wrapping.pt", weights_only=True)
+    if strategy == "per_network":
+        assert wrapping == {"whole_module": False, "per_network": sorted(TRAINED_NETWORKS)}
+    else:
+        assert wrapping == {"whole_module": True, "per_network": []}
+    # Teardown removed the per-network wrappers: the trained module is a plain module again.
+    assert trainer.lightning_module._distributed_networks == {}
+
+
+def test_per_network_ddp_refuses_modules_it_cannot_wrap():
+    strategy = PerNetworkDDPStrategy()
+    strategy.model = BoringModel()
+    with pytest.raises(TypeError, match="needs a wespe EnhancerModule.*strategy: ddp"):
+        strategy.configure_ddp()
 
 
 def test_ddp_training_keeps_ranks_identical_saves_and_resumes(tmp_path):
@@ -138,15 +189,20 @@ def test_cli_ddp_run_writes_once_and_resumes(tmp_path):
     assert torch.load(last, weights_only=True)["global_step"] == 12
 
 
-def test_bf16_mixed_precision_trains_with_two_optimizers(tmp_path):
-    model = tiny_wespe()
-    before = model.generator.to_image.weight.detach().clone()
-    trainer = pl.Trainer(
-        accelerator="cpu", precision="bf16-mixed", max_steps=4, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
-        default_root_dir=tmp_path,
+def test_ddp_benchmark_counts_what_each_strategy_all_reduces(tmp_path, monkeypatch):
+    # The README's claim in numbers: per network, each iteration all-reduces every trained
+    # parameter once; the whole-module wrapper twice (all buckets in both steps). Same weights.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import ddp as benchmark  # spawned processes import it by this name too
+
+    args = argparse.Namespace(
+        config=CONFIGS / "quickstart.yaml", devices=2, iterations=2, warmup=0, seed=0,
+        overrides=["--data.init_args.patch_size=32", "--data.init_args.batch_size=2"],
     )  # fmt: skip
-    trainer.fit(model, tiny_data())
-    after = model.generator.to_image.weight
-    assert after.dtype == torch.float32  # weights stay fp32; autocast only computes in bf16
-    assert torch.isfinite(after).all() and not torch.equal(after, before)
+    runs = {name: benchmark.train(name, args, tmp_path / f"{name}.json") for name in STRATEGIES}
+    per_network, whole_module = runs["per_network"], runs["whole_module"]
+    parameters = per_network["trained_parameters"]
+    assert per_network["allreduced_floats_per_iteration"] == parameters
+    assert whole_module["allreduced_floats_per_iteration"] == 2 * parameters
+    for name, value in per_network["state"].items():
+        assert torch.equal(value, whole_module["state"][name]), name

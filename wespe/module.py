@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import random
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -104,6 +105,8 @@ class EnhancerModule(pl.LightningModule):
     OPTIMIZER_STEPS_PER_ITERATION = 1
     #: Names of the optimizers, in configure_optimizers' order, for logged learning rates.
     OPTIMIZER_NAMES: tuple[str, ...] = ("generator",)
+    #: Attributes holding the networks that training updates; PerNetworkDDPStrategy wraps each.
+    TRAINED_NETWORKS: tuple[str, ...] = ("generator",)
 
     def __init__(
         self,
@@ -142,6 +145,9 @@ class EnhancerModule(pl.LightningModule):
         )
         self._samples: list[Tensor] = []
         self._last_batch_end: float | None = None
+        # A plain dict, not a ModuleDict: the wrappers share the networks' weights and must not
+        # add a second copy of them to the state dict.
+        self._distributed_networks: dict[str, nn.Module] = {}
 
     # ------------------------------------------------------------------ inference
 
@@ -158,6 +164,23 @@ class EnhancerModule(pl.LightningModule):
     def enhance(self, x: Tensor) -> Tensor:
         """Enhanced photos clamped to [0, 1], same shape as ``x``."""
         return self(x).clamp(0, 1)
+
+    def distribute_networks(self, wrap: Callable[[nn.Module], nn.Module] | None) -> None:
+        """Wrap each of :attr:`TRAINED_NETWORKS` with ``wrap`` (its own DistributedDataParallel,
+        from :class:`~wespe.strategies.PerNetworkDDPStrategy`), or drop the wrappers (None)."""
+        self._distributed_networks = (
+            {}
+            if wrap is None
+            else {name: wrap(getattr(self, name)) for name in self.TRAINED_NETWORKS}
+        )
+
+    def trained(self, name: str) -> nn.Module:
+        """The network ``name`` for a training forward pass whose loss trains it: its own
+        DistributedDataParallel wrapper under PerNetworkDDPStrategy (which all-reduces its
+        gradients in the backward pass), else the network itself."""
+        if name in self._distributed_networks:
+            return self._distributed_networks[name]
+        return getattr(self, name)
 
     @property
     def iteration(self) -> int:
@@ -346,6 +369,12 @@ class WESPE(EnhancerModule):
     #: Optimizer steps per training iteration (generators, then discriminators).
     OPTIMIZER_STEPS_PER_ITERATION = 2
     OPTIMIZER_NAMES = ("generator", "discriminator")
+    TRAINED_NETWORKS = (
+        "generator",
+        "inverse_generator",
+        "texture_discriminator",
+        "color_discriminator",
+    )
     SAMPLE_CAPTION = "input | G(x) | F(G(x)) | clean"
 
     def __init__(
@@ -436,8 +465,10 @@ class WESPE(EnhancerModule):
 
     def generator_losses(self, source: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """G(x) and the generator objective's terms for source photos ``(B, 3, H, W)``."""
-        enhanced = self.generator(source)
-        reconstructed = self.inverse_generator(enhanced)
+        enhanced = self.trained("generator")(source)
+        reconstructed = self.trained("inverse_generator")(enhanced)
+        # The discriminators judge G(x) here but are not trained by this loss: their own DDP
+        # wrappers would wait for weight gradients that this backward pass never computes.
         terms = {
             "content": self.content_loss(reconstructed, source),
             "tv": self.tv_loss(enhanced),
@@ -449,10 +480,10 @@ class WESPE(EnhancerModule):
     def discriminator_losses(self, target: Tensor, enhanced: Tensor) -> dict[str, Tensor]:
         """Discriminator losses and accuracies: target photos versus detached enhanced ones."""
         color_d, color_acc = self.color_loss.discriminator_loss(
-            self.color_discriminator, target, enhanced
+            self.trained("color_discriminator"), target, enhanced
         )
         texture_d, texture_acc = self.texture_loss.discriminator_loss(
-            self.texture_discriminator, target, enhanced
+            self.trained("texture_discriminator"), target, enhanced
         )
         return {
             "color_d": color_d,
@@ -539,7 +570,7 @@ class SupervisedEnhancer(EnhancerModule):
         return self.build_optimizer(self.optimizer, list(self.generator.parameters()))
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self.loss(self.generator(batch["source"]), batch["target"])
+        loss = self.loss(self.trained("generator")(batch["source"]), batch["target"])
         self.log("train/loss", loss.detach(), prog_bar=True)
         self.log("train/iteration", float(self.iteration + 1))
         return loss
