@@ -87,6 +87,30 @@ def test_fit_writes_run_folder_and_can_be_validated_tested_and_predicted(
     source = cli.datamodule.eval_set[cli.datamodule.heldout_photos.index(written[0].stem)]["source"]
     assert enhanced.shape == source.shape  # full held-out image (eval_crop applied), not a patch
 
+    # Your own photos: every image below predict_dir, full size, the folder layout kept.
+    photos = tmp_path / "my_photos"
+    (photos / "trip").mkdir(parents=True)
+    generator = torch.Generator().manual_seed(0)
+    inputs = {"a": (37, 52), "trip/b": (45, 31)}
+    for name, (height, width) in inputs.items():
+        array = torch.randint(0, 256, (height, width, 3), generator=generator, dtype=torch.uint8)
+        Image.fromarray(array.numpy()).save(photos / f"{name}.png")
+    output = tmp_path / "enhanced"
+    cli_main(
+        [
+            "predict", "-c", str(run / "config.yaml"), f"--ckpt_path={last}",
+            f"--data.init_args.predict_dir={photos}",
+            "--trainer.callbacks=wespe.callbacks.EnhancedImageWriter",
+            f"--trainer.callbacks.output_dir={output}",
+        ]
+    )  # fmt: skip
+    for name in inputs:
+        source = torchvision.io.read_image(str(photos / f"{name}.png")).float()[None] / 255
+        expected = (restored.enhance(source)[0] * 255).round()
+        written = torchvision.io.read_image(str(output / f"{name}.png")).float()
+        assert written.shape == expected.shape, name
+        assert (written - expected).abs().max() <= 1, name  # save_image rounds to 8 bits
+
 
 def test_max_iterations_conflicting_with_max_steps_is_refused(quickstart_args):
     with pytest.raises(ValueError, match="set only one"):

@@ -23,6 +23,7 @@ from wespe.data import (
 from wespe.data.datasets import (
     EMBEDDED_PHOTOS,
     EpochSampler,
+    ImageFolderDataset,
     PairedPatchDataset,
     embedded_photo,
     find_images,
@@ -743,3 +744,19 @@ def test_epoch_sampler_start_skips_only_the_first_epoch_iterated():
     assert list(sampler) == list(range(18, 24))
     with pytest.raises(ValueError, match="start must be in"):
         EpochSampler(6, start=7)
+
+
+def test_image_folder_dataset_names_files_by_relative_path(tmp_path):
+    (tmp_path / "trip").mkdir()
+    for name, seed in (("0001", 0), ("trip/0001", 1)):  # the same stem in two folders
+        Image.fromarray(random_uint8((20, 30, 3), seed).numpy()).save(tmp_path / f"{name}.png")
+    dataset = ImageFolderDataset(tmp_path)
+    items = [dataset[i] for i in range(len(dataset))]
+    assert [item["name"] for item in items] == ["0001", "trip/0001"]
+    expected = random_uint8((20, 30, 3), 1).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(items[1]["source"], expected)
+
+
+def test_image_folder_dataset_names_a_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        ImageFolderDataset(tmp_path / "nowhere")

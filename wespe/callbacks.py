@@ -40,7 +40,8 @@ class ModelCheckpoint(_LightningModelCheckpoint):
 
 
 class EnhancedImageWriter(BasePredictionWriter):
-    """Writes each enhanced image of ``wespe predict`` as ``<output_dir>/<name>.png``.
+    """Writes each enhanced image of ``wespe predict`` as ``<output_dir>/<name>.png``; a name
+    with subfolders (``trip/0001``, from ``data.predict_dir``) keeps them.
 
     Args:
         output_dir: folder for the images; created if missing. Relative paths are relative to
@@ -61,6 +62,7 @@ class EnhancedImageWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         for image, name in zip(prediction, batch["name"], strict=True):
-            save_image(image, self.output_dir / f"{name}.png")
+            path = self.output_dir / f"{name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)  # names may hold subfolders
+            save_image(image, path)

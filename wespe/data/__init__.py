@@ -6,13 +6,14 @@ from wespe.data.datamodule import (
     FolderDataModule,
     UnpairedDataModule,
 )
-from wespe.data.datasets import PairedImageDataset, UnpairedPatchDataset
+from wespe.data.datasets import ImageFolderDataset, PairedImageDataset, UnpairedPatchDataset
 from wespe.data.degrade import PhoneDegradation
 
 __all__ = [
     "DPEDDataModule",
     "EmbeddedSampleDataModule",
     "FolderDataModule",
+    "ImageFolderDataset",
     "PairedImageDataset",
     "PhoneDegradation",
     "UnpairedDataModule",

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from wespe.data.datasets import (
     EMBEDDED_PHOTOS,
     EpochSampler,
+    ImageFolderDataset,
     ImageItem,
     PairedImageDataset,
     PairedPatchDataset,
@@ -45,6 +46,8 @@ class UnpairedDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         seed: seed of the patch streams (independent of the model's seed).
         eval_crop: center-crop evaluation images to at most this size (None: full resolution).
+        predict_dir: ``wespe predict`` enhances every image below this folder at full
+            resolution (None: the evaluation images, degraded).
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class UnpairedDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         eval_crop: int | None = None,
+        predict_dir: str | None = None,
     ) -> None:
         super().__init__()
         if patch_size < 1:
@@ -70,6 +74,7 @@ class UnpairedDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.eval_crop = eval_crop
+        self.predict_dir = predict_dir
         #: Train on aligned (degraded, clean) patches: only for the supervised reference point.
         self.paired_training = False
         self.train_set: UnpairedPatchDataset | None = None
@@ -147,7 +152,12 @@ class UnpairedDataModule(pl.LightningDataModule):
         return self._eval_dataloader()
 
     def predict_dataloader(self) -> DataLoader | list:
-        return self._eval_dataloader()
+        if self.predict_dir is None:
+            return self._eval_dataloader()
+        # Batch size 1: every photo keeps its own full size.
+        return DataLoader(
+            ImageFolderDataset(self.predict_dir), batch_size=1, num_workers=self.num_workers
+        )
 
 
 class EmbeddedSampleDataModule(UnpairedDataModule):
@@ -193,9 +203,12 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
         num_workers: int = 0,
         seed: int = 0,
         eval_crop: int | None = None,
+        predict_dir: str | None = None,
         paired_training: bool = False,
     ) -> None:
-        super().__init__(patch_size, batch_size, patches_per_epoch, num_workers, seed, eval_crop)
+        super().__init__(
+            patch_size, batch_size, patches_per_epoch, num_workers, seed, eval_crop, predict_dir
+        )
         self.paired_training = paired_training
         groups = {
             "source_photos": source_photos,
@@ -273,8 +286,11 @@ class FolderDataModule(UnpairedDataModule):
         num_workers: int = 0,
         seed: int = 0,
         eval_crop: int | None = None,
+        predict_dir: str | None = None,
     ) -> None:
-        super().__init__(patch_size, batch_size, patches_per_epoch, num_workers, seed, eval_crop)
+        super().__init__(
+            patch_size, batch_size, patches_per_epoch, num_workers, seed, eval_crop, predict_dir
+        )
         if (eval_source_dir is None) != (eval_clean_dir is None):
             raise ValueError("give both eval_source_dir and eval_clean_dir, or neither")
         self.source_dir = Path(source_dir)
@@ -322,6 +338,7 @@ class DPEDDataModule(FolderDataModule):
         num_workers: int = 0,
         seed: int = 0,
         eval_crop: int | None = None,
+        predict_dir: str | None = None,
     ) -> None:
         if phone not in ("iphone", "blackberry", "sony"):
             raise ValueError(f"phone must be one of 'iphone', 'blackberry', 'sony'; got {phone!r}")
@@ -343,6 +360,7 @@ class DPEDDataModule(FolderDataModule):
             num_workers=num_workers,
             seed=seed,
             eval_crop=eval_crop,
+            predict_dir=predict_dir,
         )
         self.root = Path(root)
         self.phone = phone

@@ -22,6 +22,7 @@ __all__ = [
     "EMBEDDED_PHOTOS",
     "IMAGE_EXTENSIONS",
     "EpochSampler",
+    "ImageFolderDataset",
     "PairedImageDataset",
     "PairedPatchDataset",
     "UnpairedPatchDataset",
@@ -339,6 +340,34 @@ class PairedImageDataset(Dataset):
             "clean": _to_float(self._center_crop(clean)),
             "index": index,
             "name": self.names[index],
+        }
+
+
+class ImageFolderDataset(Dataset):
+    """Every image below ``folder`` at full resolution, for ``wespe predict`` on your photos.
+
+    Item ``i`` is ``{"source": x, "index": i, "name": str}``, ``x`` float32 ``(3, H, W)`` in
+    [0, 1]. ``name`` is the file's path below ``folder`` without its suffix (``"trip/0001"``), so
+    predictions keep the folder's layout and files of the same stem in different folders stay
+    apart.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist or holds no image file.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self.paths = find_images(self.folder)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor | int | str]:
+        path = self.paths[index]
+        return {
+            "source": _to_float(load_image(path)),
+            "index": index,
+            "name": path.relative_to(self.folder).with_suffix("").as_posix(),
         }
 
 
