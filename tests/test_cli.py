@@ -205,3 +205,20 @@ def test_null_on_the_command_line_gives_none_for_optional_paths(tmp_path):
     )  # fmt: skip
     assert cli.config.model.init_args.content_loss.init_args.weights is None
     assert cli.model.content_loss.vgg.features[0].weight.requires_grad is False
+
+
+def test_a_failing_constructor_is_reported_with_its_own_error(tmp_path):
+    # jsonargparse wraps it in nested "Does not validate against any of the Union subtypes"
+    # errors; the CLI raises the constructor's own one, here the message naming the file.
+    missing = tmp_path / "vgg19.pth"
+    with pytest.raises(FileNotFoundError, match="VGG-19 weights file .*vgg19.pth does not exist"):
+        cli_main(
+            [
+                "-c", str(CONFIGS / "dped_iphone.yaml"),
+                "--model.init_args.content_loss="
+                f"{{class_path: wespe.losses.PerceptualLoss, init_args: {{weights: {missing}}}}}",
+                "--data=wespe.data.EmbeddedSampleDataModule",
+                f"--trainer.logger.init_args.save_dir={tmp_path}",
+            ],
+            run=False,
+        )  # fmt: skip

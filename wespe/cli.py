@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import traceback
 from pathlib import Path
 
 import yaml
@@ -84,6 +85,32 @@ class WESPECLI(LightningCLI):
                 f"optimizer steps), but trainer.max_steps={given} was also given: set only one"
             )
         config.trainer.max_steps = steps
+
+    def instantiate_classes(self) -> None:
+        # jsonargparse reports a failing constructor inside "Does not validate against any of
+        # the Union subtypes", once per nesting level, with the real message deep inside
+        # (e.g. where to put the VGG-19 weights). Raise the constructor's own error instead.
+        try:
+            super().instantiate_classes()
+            return
+        except ValueError as error:
+            root = _constructor_error(error)
+            if root is None:
+                raise
+        raise root.with_traceback(root.__traceback__)
+
+
+def _constructor_error(error: BaseException) -> BaseException | None:
+    """The first error in ``error``'s chain that was raised outside jsonargparse (None if none)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = traceback.extract_tb(current.__traceback__)
+        if frames and "jsonargparse" not in Path(frames[-1].filename).parts:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _differences(given: object, stored: object, path: str = "model") -> list[str]:
