@@ -16,6 +16,7 @@ from test_module import tiny_data, tiny_wespe
 from torch.nn.parallel import DistributedDataParallel
 
 from wespe.callbacks import ModelCheckpoint
+from wespe.cli import cli_main
 from wespe.data.datasets import EpochSampler
 from wespe.module import WESPE
 from wespe.strategies import PerNetworkDDPStrategy
@@ -206,3 +207,19 @@ def test_ddp_benchmark_counts_what_each_strategy_all_reduces(tmp_path, monkeypat
     assert whole_module["allreduced_floats_per_iteration"] == 2 * parameters
     for name, value in per_network["state"].items():
         assert torch.equal(value, whole_module["state"][name]), name
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [([], PerNetworkDDPStrategy), (["--trainer.strategy=ddp_find_unused_parameters_true"], None)],
+)
+def test_ddp_config_builds_either_strategy(tmp_path, override, expected):
+    args = ["-c", str(CONFIGS / "quickstart.yaml"), "-c", str(CONFIGS / "trainer" / "ddp_cpu.yaml")]
+    cli = cli_main([*args, *tiny_overrides(tmp_path), *override], run=False)
+    strategy = cli.trainer.strategy
+    if expected is not None:
+        assert type(strategy) is expected
+    else:  # Lightning's whole-module DDP, searching for unused parameters
+        assert type(strategy).__name__ == "DDPStrategy"
+        assert strategy._ddp_kwargs == {"find_unused_parameters": True}
+    assert cli.trainer.num_devices == 2
