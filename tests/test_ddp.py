@@ -17,8 +17,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from wespe.callbacks import ModelCheckpoint
 from wespe.cli import cli_main
+from wespe.data import EmbeddedSampleDataModule
 from wespe.data.datasets import EpochSampler
-from wespe.module import WESPE
+from wespe.module import WESPE, SupervisedEnhancer
+from wespe.networks import Generator
 from wespe.strategies import PerNetworkDDPStrategy
 
 #: The two ways to run WESPE data-parallel, started with spawn so tests can look inside.
@@ -223,3 +225,32 @@ def test_ddp_config_builds_either_strategy(tmp_path, override, expected):
         assert type(strategy).__name__ == "DDPStrategy"
         assert strategy._ddp_kwargs == {"find_unused_parameters": True}
     assert cli.trainer.num_devices == 2
+
+
+def test_per_network_ddp_also_trains_the_automatic_optimization_module(tmp_path):
+    # SupervisedEnhancer: one network, Lightning's automatic optimization. Its step over 2 ranks
+    # with batch 2 each equals one process with batch 4, as for WESPE.
+    def model():
+        torch.manual_seed(0)
+        return SupervisedEnhancer(generator=Generator(channels=4, num_blocks=1), optimizer=sgd)
+
+    def data(batch_size):
+        return EmbeddedSampleDataModule(
+            patch_size=32, batch_size=batch_size, patches_per_epoch=8, max_size=64,
+            paired_training=True,
+        )  # fmt: skip
+
+    single = model()
+    ddp_trainer(tmp_path / "single", 1, 1).fit(single, data(4))
+    (tmp_path / "ddp").mkdir()
+    trainer = ddp_trainer(tmp_path / "ddp", 1, 2, SaveRankState(tmp_path / "ddp"))
+    trainer.fit(model(), data(2))
+    wrapping = torch.load(tmp_path / "ddp" / "rank1_wrapping.pt", weights_only=True)
+    assert wrapping == {"whole_module": False, "per_network": ["generator"]}
+    initial = model().state_dict()
+    ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for name, value in single.state_dict().items():
+        if name.startswith("generator."):
+            for rank in ranks:
+                torch.testing.assert_close(rank[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert not torch.equal(single.generator.to_image.weight, initial["generator.to_image.weight"])
