@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import CONFIGS, tiny_overrides
 from PIL import Image
 
@@ -66,6 +67,14 @@ def test_offline_wandb_run_records_metrics_config_and_panels(tmp_path, no_wandb_
     checkpoint = tmp_path / "wespe" / run_id / "checkpoints" / "last.ckpt"
     assert torch.load(checkpoint, weights_only=True)["wandb_run_id"] == run_id
     assert (tmp_path / "wespe" / run_id / "samples").is_dir()
+    # Each run's own config beside its checkpoints, not only the shared save_dir's latest one.
+    saved = yaml.safe_load((tmp_path / "wespe" / run_id / "config.yaml").read_text())
+    assert saved["max_iterations"] == 3 and saved["model"]["init_args"]["ema_decay"] == 0.995
+    tested = cli_main(
+        ["test", "-c", str(tmp_path / "wespe" / run_id / "config.yaml"),
+         f"--ckpt_path={checkpoint}", "--trainer.logger=false"]
+    )  # fmt: skip
+    assert "test/psnr" in tested.trainer.callback_metrics
     resumed = cli_main(wandb_args(tmp_path, "--max_iterations=4", f"--ckpt_path={checkpoint}"))
     assert resumed.trainer.logger.version == run_id
     assert resumed.trainer.global_step == 8

@@ -19,9 +19,10 @@ import yaml
 from jsonargparse import Namespace
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.loggers import WandbLogger
 
 from wespe.data.datamodule import UnpairedDataModule
-from wespe.module import EnhancerModule
+from wespe.module import EnhancerModule, run_folder
 
 __all__ = ["SaveAndLogConfigCallback", "WESPECLI", "cli_main", "compare_main", "main"]
 
@@ -190,12 +191,24 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> WESPECLI:
 
 class SaveAndLogConfigCallback(SaveConfigCallback):
     """Writes ``config.yaml`` into the run folder (Lightning's) and also logs the whole resolved
-    config to the loggers, so every setting is a column in W&B's run table."""
+    config to the loggers, so every setting is a column in W&B's run table.
+
+    With W&B, Lightning's log folder is the logger's shared ``save_dir``; the config is then also
+    written to the run's own folder (``<save_dir>/<project>/<run id>/``, beside its checkpoints),
+    so ``wespe test -c <run>/config.yaml`` works for every run, not only the latest.
+    """
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
         for logger in trainer.loggers:
             logger.log_hyperparams({"config": config})
+        if isinstance(trainer.logger, WandbLogger):
+            # run_folder needs no collective call for W&B; this runs on rank 0 only.
+            folder = run_folder(trainer)
+            folder.mkdir(parents=True, exist_ok=True)
+            self.parser.save(
+                self.config, folder / self.config_filename, skip_none=False, overwrite=True
+            )
 
 
 def compare_main(args: list[str]) -> None:
