@@ -180,6 +180,20 @@ def test_every_config_builds(config, tmp_path, monkeypatch):
         assert cli.model.generator(batch["source"][:1]).shape == batch["source"][:1].shape
 
 
+def build_dped_config_with_vgg_weights(tmp_path: Path, weights: str):
+    """The DPED config on the embedded data, its content loss given whole with these weights."""
+    return cli_main(
+        [
+            "-c", str(CONFIGS / "dped_iphone.yaml"),
+            "--model.init_args.content_loss="
+            f"{{class_path: wespe.losses.PerceptualLoss, init_args: {{weights: {weights}}}}}",
+            "--data=wespe.data.EmbeddedSampleDataModule",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+        ],
+        run=False,
+    )  # fmt: skip
+
+
 def test_null_on_the_command_line_gives_none_for_optional_paths(tmp_path):
     # With os.PathLike in an optional path's type, jsonargparse read "null" as the string
     # "None" (and VGG19Features then looked for a weights file named None).
@@ -193,16 +207,7 @@ def test_null_on_the_command_line_gives_none_for_optional_paths(tmp_path):
     # Two subclass levels down, jsonargparse 4.53 still turns a lone
     # "--model.init_args.content_loss.init_args.weights=null" into "None"; replacing the whole
     # loss, as the README shows, gives None.
-    cli = cli_main(
-        [
-            "-c", str(CONFIGS / "dped_iphone.yaml"),
-            "--model.init_args.content_loss="
-            "{class_path: wespe.losses.PerceptualLoss, init_args: {weights: null}}",
-            "--data=wespe.data.EmbeddedSampleDataModule",
-            f"--trainer.logger.init_args.save_dir={tmp_path}",
-        ],
-        run=False,
-    )  # fmt: skip
+    cli = build_dped_config_with_vgg_weights(tmp_path, "null")
     assert cli.config.model.init_args.content_loss.init_args.weights is None
     assert cli.model.content_loss.vgg.features[0].weight.requires_grad is False
 
@@ -212,13 +217,4 @@ def test_a_failing_constructor_is_reported_with_its_own_error(tmp_path):
     # errors; the CLI raises the constructor's own one, here the message naming the file.
     missing = tmp_path / "vgg19.pth"
     with pytest.raises(FileNotFoundError, match="VGG-19 weights file .*vgg19.pth does not exist"):
-        cli_main(
-            [
-                "-c", str(CONFIGS / "dped_iphone.yaml"),
-                "--model.init_args.content_loss="
-                f"{{class_path: wespe.losses.PerceptualLoss, init_args: {{weights: {missing}}}}}",
-                "--data=wespe.data.EmbeddedSampleDataModule",
-                f"--trainer.logger.init_args.save_dir={tmp_path}",
-            ],
-            run=False,
-        )  # fmt: skip
+        build_dped_config_with_vgg_weights(tmp_path, str(missing))

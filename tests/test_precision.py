@@ -12,7 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.precision import MixedPrecision
-from test_module import tiny_data, tiny_wespe
+from test_module import tiny_data, tiny_trainer, tiny_wespe
 
 from wespe.module import WESPE
 
@@ -30,11 +30,7 @@ def fp16_with_scaler() -> MixedPrecision:
 
 
 def train_one_iteration(tmp_path, model: WESPE, **trainer_kwargs) -> pl.Trainer:
-    trainer = pl.Trainer(
-        accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-        default_root_dir=tmp_path, **trainer_kwargs,
-    )  # fmt: skip
+    trainer = tiny_trainer(tmp_path, max_steps=2, **trainer_kwargs)
     trainer.fit(model, tiny_data())
     return trainer
 
