@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
+import torchvision
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -40,6 +43,28 @@ def tiny_overrides(run_dir: Path, iterations: int = 3) -> list[str]:
         "--data.init_args.max_size=96",
         "--data.init_args.eval_crop=48",
     ]
+
+
+# The file name torchvision's VGG19_Weights.IMAGENET1K_V1 is cached under.
+IMAGENET_VGG19_FILE = "vgg19-dcbb9e9d.pth"
+
+
+@pytest.fixture(scope="session")
+def vgg19_torch_home(tmp_path_factory):
+    """A TORCH_HOME whose hub cache holds a seeded random VGG-19 under the ImageNet file name.
+
+    Written once per session and deleted at its end: a VGG-19 state dict is 548 MB, and pytest
+    keeps the last three sessions' temporary folders.
+    """
+    home = tmp_path_factory.mktemp("torch_home")
+    checkpoints = home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(1234)
+    torch.save(
+        torchvision.models.vgg19(weights=None).state_dict(), checkpoints / IMAGENET_VGG19_FILE
+    )
+    yield home
+    shutil.rmtree(home)
 
 
 @pytest.fixture

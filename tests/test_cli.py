@@ -147,16 +147,13 @@ def write_dped_tree(root: Path, phone: str) -> None:
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
-def test_every_config_builds(config, tmp_path, monkeypatch):
+def test_every_config_builds(config, tmp_path, monkeypatch, vgg19_torch_home):
     """Each YAML config parses and instantiates its model, data and trainer.
 
     The DPED configs get a DPED-shaped folder tree and a VGG-19 state dict written here, in the
     places the configs' documentation tells users to put the real ones.
     """
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    torch.save(torchvision.models.vgg19().state_dict(), checkpoints / "vgg19-dcbb9e9d.pth")
+    monkeypatch.setenv("TORCH_HOME", str(vgg19_torch_home))
     args = [
         "-c",
         str(config),

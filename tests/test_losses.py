@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from conftest import IMAGENET_VGG19_FILE
 from torch import nn
 from torch.testing import assert_close
 
@@ -305,23 +306,21 @@ def test_to_grayscale_wrong_channel_count_raises(channels):
 # VGG-19 features and perceptual loss (no downloads: random weights saved locally)
 # --------------------------------------------------------------------------------------------
 
-VGG_FILE = "vgg19-dcbb9e9d.pth"
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
 @pytest.fixture(scope="module")
-def vgg_reference(tmp_path_factory):
-    """A seeded random torchvision VGG-19 (eval mode) and the path of its saved state dict.
+def vgg_reference(vgg19_torch_home):
+    """A random torchvision VGG-19 (eval mode) and the path of its saved state dict.
 
-    Module-scoped because building and saving a VGG-19 (~550 MB) takes seconds on CPU.
+    The state dict is the session's one copy (conftest's ``vgg19_torch_home``), since building
+    and saving a VGG-19 (~550 MB) takes seconds on CPU.
     """
-    torch.manual_seed(1234)
-    ref = torchvision.models.vgg19(weights=None).eval()
-    path = tmp_path_factory.mktemp("vgg") / "vgg.pth"
-    torch.save(ref.state_dict(), path)
-    yield ref, path
-    path.unlink()
+    path = vgg19_torch_home / "hub" / "checkpoints" / IMAGENET_VGG19_FILE
+    ref = torchvision.models.vgg19(weights=None)
+    ref.load_state_dict(torch.load(path, weights_only=True))
+    return ref.eval(), path
 
 
 @pytest.fixture(scope="module")
@@ -437,7 +436,7 @@ def test_vgg19_features_imagenet_without_cache_or_network_raises_clearly(offline
     with pytest.raises(RuntimeError) as info:
         VGG19Features(layers=("relu1_1",), weights="imagenet")
     message = str(info.value)
-    assert VGG_FILE in message
+    assert IMAGENET_VGG19_FILE in message
     assert str(home / "hub" / "checkpoints") in message
     assert "no network" in message
     assert isinstance(info.value.__cause__, urllib.error.URLError)
@@ -450,7 +449,7 @@ def test_vgg19_features_imagenet_reads_hub_cache_without_network(offline_torch_h
     checkpoints = home / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     # A link to the saved random state dict rather than a second 550 MB copy.
-    (checkpoints / VGG_FILE).symlink_to(path)
+    (checkpoints / IMAGENET_VGG19_FILE).symlink_to(path)
     vgg = VGG19Features(layers=("relu2_2",), weights="imagenet")
     assert calls == []
     torch.manual_seed(15)

@@ -127,14 +127,9 @@ def test_discriminator_losses_do_not_reach_the_generator():
     assert 0 <= float(terms["color_d_acc"]) <= 1
 
 
-def test_default_networks_and_losses_are_the_papers(tmp_path, monkeypatch):
-    # The default content loss loads ImageNet VGG-19; point torch's hub at a file this test writes.
-    import torchvision
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    checkpoints = tmp_path / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    torch.save(torchvision.models.vgg19().state_dict(), checkpoints / "vgg19-dcbb9e9d.pth")
+def test_default_networks_and_losses_are_the_papers(monkeypatch, vgg19_torch_home):
+    # The default content loss loads ImageNet VGG-19; point torch's hub at a file the tests write.
+    monkeypatch.setenv("TORCH_HOME", str(vgg19_torch_home))
     model = WESPE()
     assert model.color_loss.loss_weight == 5e-3 and model.texture_loss.loss_weight == 5e-3
     assert model.tv_loss.loss_weight == 10.0
