@@ -59,10 +59,11 @@ def vgg19_torch_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("torch_home")
     checkpoints = home / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
-    torch.manual_seed(1234)
-    torch.save(
-        torchvision.models.vgg19(weights=None).state_dict(), checkpoints / IMAGENET_VGG19_FILE
-    )
+    # Seeded without moving the global generator, so test order does not change other tests' draws.
+    with torch.random.fork_rng():
+        torch.manual_seed(1234)
+        vgg19 = torchvision.models.vgg19(weights=None)
+    torch.save(vgg19.state_dict(), checkpoints / IMAGENET_VGG19_FILE)
     yield home
     shutil.rmtree(home)
 
