@@ -94,7 +94,8 @@ class EnhancerModule(pl.LightningModule):
     prediction). Subclasses add the training.
 
     Args:
-        generator: the enhancing network, ``(B, 3, H, W)`` in [0, 1] to the same shape.
+        generator: the enhancing network, ``(B, 3, H, W)`` in [0, 1] to the same shape;
+            default the DPED :class:`Generator`.
         ema_decay: keep an exponential moving average of the generator's weights with this
             decay (None: off). Evaluation, prediction and :meth:`enhance` then use the average.
         num_sample_images: evaluation images shown in the sample grid.
@@ -110,13 +111,13 @@ class EnhancerModule(pl.LightningModule):
 
     def __init__(
         self,
-        generator: nn.Module,
+        generator: nn.Module | None = None,
         ema_decay: float | None = None,
         num_sample_images: int = 4,
         sample_size: int = 192,
     ) -> None:
         super().__init__()
-        self.generator = generator
+        self.generator = generator if generator is not None else Generator()
         self.generator_ema: AveragedModel | None = None
         if ema_decay is not None:
             if not 0 < ema_decay < 1:
@@ -397,7 +398,7 @@ class WESPE(EnhancerModule):
         sample_size: int = 192,
     ) -> None:
         super().__init__(
-            generator if generator is not None else Generator(),
+            generator,
             ema_decay=ema_decay,
             num_sample_images=num_sample_images,
             sample_size=sample_size,
@@ -557,7 +558,7 @@ class SupervisedEnhancer(EnhancerModule):
         sample_size: int = 192,
     ) -> None:
         super().__init__(
-            generator if generator is not None else Generator(),
+            generator,
             ema_decay=ema_decay,
             num_sample_images=num_sample_images,
             sample_size=sample_size,
