@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from conftest import CONFIGS, tiny_overrides
-from test_module import tiny_data, tiny_wespe
+from test_module import tiny_data, tiny_trainer, tiny_wespe
 
 from wespe.callbacks import ModelCheckpoint
 from wespe.cli import cli_main
@@ -46,15 +46,11 @@ def fit(tmp_path: Path, iterations: int, ckpt_path: Path | None = None, every: i
                 filename="iter{step}",
             )
         )
-    trainer = pl.Trainer(
-        accelerator="cpu",
+    trainer = tiny_trainer(
+        tmp_path,
         max_steps=2 * iterations,
-        default_root_dir=tmp_path,
-        logger=False,
         callbacks=callbacks,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
+        enable_checkpointing=True,
         deterministic=True,
     )
     trainer.fit(model, tiny_data(), ckpt_path=ckpt_path)
