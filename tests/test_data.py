@@ -547,7 +547,7 @@ def test_folder_datamodule_without_eval(folders):
         folders["src"], folders["tgt"], patch_size=16, batch_size=2, patches_per_epoch=4
     )
     dm.setup("fit")
-    assert dm.eval_set is None
+    assert dm.val_set is None and dm.test_set is None
     assert dm.val_dataloader() == []
     assert dm.test_dataloader() == []
     batch = next(iter(dm.train_dataloader()))
@@ -572,12 +572,41 @@ def test_folder_datamodule_with_eval(folders):
     assert items[1]["clean"].shape == (1, 3, 10, 10)
     expected = load_image(folders["eval_clean"] / "e1.png")[:, 10:20, 5:15].float() / 255
     torch.testing.assert_close(items[1]["clean"][0], expected)
+    # Without a test pair, `wespe test` evaluates the validation pair.
+    tested = list(dm.test_dataloader())
+    assert [item["name"] for item in tested] == [item["name"] for item in items]
 
 
-@pytest.mark.parametrize("which", ["eval_source_dir", "eval_clean_dir"])
-def test_folder_datamodule_needs_both_eval_dirs(folders, which):
-    with pytest.raises(ValueError, match="both eval_source_dir and eval_clean_dir"):
-        FolderDataModule(folders["src"], folders["tgt"], **{which: folders["eval_src"]})
+def test_folder_datamodule_separate_test_pair(folders, tmp_path):
+    for i in range(3):
+        write_image(tmp_path / "test_src" / f"x{i}.png", size=(24, 26), seed=40 + i)
+        write_image(tmp_path / "test_clean" / f"x{i}.png", size=(24, 26), seed=50 + i)
+    dm = FolderDataModule(
+        folders["src"],
+        folders["tgt"],
+        folders["eval_src"],
+        folders["eval_clean"],
+        test_source_dir=str(tmp_path / "test_src"),
+        test_clean_dir=str(tmp_path / "test_clean"),
+        patch_size=16,
+        batch_size=2,
+        patches_per_epoch=4,
+    )
+    dm.setup("fit")
+    assert [item["name"][0] for item in dm.val_dataloader()] == ["e0", "e1"]
+    tested = list(dm.test_dataloader())
+    assert [item["name"][0] for item in tested] == ["x0", "x1", "x2"]
+    expected = load_image(tmp_path / "test_clean" / "x2.png").float() / 255
+    torch.testing.assert_close(tested[2]["clean"][0], expected)
+
+
+@pytest.mark.parametrize(
+    "which", ["eval_source_dir", "eval_clean_dir", "test_source_dir", "test_clean_dir"]
+)
+def test_folder_datamodule_needs_both_dirs_of_a_pair(folders, which):
+    prefix = which.split("_")[0]
+    with pytest.raises(ValueError, match=f"both {prefix}_source_dir and {prefix}_clean_dir"):
+        FolderDataModule(folders["src"], folders["tgt"], **{which: str(folders["eval_src"])})
 
 
 def test_folder_datamodule_preload(folders):
@@ -639,26 +668,31 @@ def scene(name: str) -> str:
 
 def test_embedded_default_splits_are_disjoint():
     dm = EmbeddedSampleDataModule()
-    splits = (dm.source_photos, dm.target_photos, dm.heldout_photos)
+    splits = (dm.source_photos, dm.target_photos, dm.val_photos, dm.test_photos)
     assert all(len(split) > 0 for split in splits)
     assert all(name in EMBEDDED_PHOTOS for split in splits for name in split)
     scenes = [{scene(n) for n in split} for split in splits]
-    assert not scenes[0] & scenes[1]
-    assert not scenes[0] & scenes[2]
-    assert not scenes[1] & scenes[2]
+    for i, first in enumerate(scenes):
+        for second in scenes[i + 1 :]:
+            assert not first & second
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"heldout_photos": ("chelsea",), "source_photos": ("chelsea", "rocket")}, "disjoint"),
-        ({"target_photos": ("coffee",), "heldout_photos": ("coffee",)}, "disjoint"),
         (
-            {"source_photos": ("motorcycle_left",), "heldout_photos": ("motorcycle_right",)},
+            {"val_photos": ("chelsea",), "source_photos": ("chelsea", "rocket")},
+            "source_photos and val_photos share",
+        ),
+        ({"target_photos": ("coffee",), "val_photos": ("coffee",)}, "disjoint"),
+        ({"test_photos": ("coffee",)}, "val_photos and test_photos share"),
+        (
+            {"source_photos": ("motorcycle_left",), "test_photos": ("motorcycle_right",)},
             "disjoint",
         ),
         ({"source_photos": ("camera",)}, "unknown photo"),
-        ({"heldout_photos": ()}, "at least one"),
+        ({"val_photos": ()}, "at least one"),
+        ({"test_photos": ()}, "test_photos must name at least one"),
     ],
 )
 def test_embedded_rejects_bad_splits(kwargs, match):
@@ -683,16 +717,17 @@ def test_embedded_datamodule_setup():
     kwargs = {"patch_size": 32, "batch_size": 2, "patches_per_epoch": 4, "max_size": 128}
     dm = EmbeddedSampleDataModule(**kwargs)
     dm.setup("fit")
-    eval_set = dm.eval_set
-    assert eval_set is not None and len(eval_set) == len(dm.heldout_photos)
-    for index, name in enumerate(dm.heldout_photos):
-        item = eval_set[index]
-        clean = embedded_photo(name, 128).float() / 255
-        torch.testing.assert_close(item["clean"], clean, atol=0, rtol=0)
-        assert item["source"].shape == clean.shape
-        assert not torch.equal(item["source"], clean)
-        psnr = peak_signal_noise_ratio(item["source"][None], clean[None], data_range=1.0)
-        assert psnr <= 20
+    for dataset, names in ((dm.val_set, dm.val_photos), (dm.test_set, dm.test_photos)):
+        assert dataset is not None and len(dataset) == len(names)
+        for index, name in enumerate(names):
+            item = dataset[index]
+            assert item["name"] == name
+            clean = embedded_photo(name, 128).float() / 255
+            torch.testing.assert_close(item["clean"], clean, atol=0, rtol=0)
+            assert item["source"].shape == clean.shape
+            assert not torch.equal(item["source"], clean)
+            psnr = peak_signal_noise_ratio(item["source"][None], clean[None], data_range=1.0)
+            assert psnr <= 20
     # Training: degraded source photos, clean target photos.
     for image, name in zip(dm.train_set.target, dm.target_photos, strict=True):
         assert torch.equal(image, embedded_photo(name, 128))
@@ -701,12 +736,70 @@ def test_embedded_datamodule_setup():
         assert image.shape == clean.shape and not torch.equal(image, clean)
     batch = next(iter(dm.train_dataloader()))
     assert batch["source"].shape == (2, 3, 32, 32)
-    assert len(list(dm.val_dataloader())) == len(dm.heldout_photos)
+    assert len(list(dm.val_dataloader())) == len(dm.val_photos)
+    assert [batch["name"][0] for batch in dm.test_dataloader()] == list(dm.test_photos)
     # The phone domain is the same data in every run.
     again = EmbeddedSampleDataModule(**kwargs)
     again.setup("fit")
     for a, b in zip(dm.train_set.source, again.train_set.source, strict=True):
         assert torch.equal(a, b)
+
+
+def test_embedded_halves_give_each_domain_one_half_of_every_training_photo():
+    kwargs = {"max_size": 96, "patch_size": 16, "batch_size": 2, "patches_per_epoch": 4}
+    dm = EmbeddedSampleDataModule(domains="halves", **kwargs)
+    source, target = dm.load_images()
+    names = dm.source_photos + dm.target_photos
+    assert len(source) == len(target) == len(names)
+    for index, (degraded_half, clean_half, name) in enumerate(
+        zip(source, target, names, strict=True)
+    ):
+        clean = embedded_photo(name, 96)
+        degraded = dm._degraded(name)
+        middle = clean.shape[-1] // 2
+        left, right = (degraded_half, clean_half) if index % 2 == 0 else (clean_half, degraded_half)
+        # The two halves tile the photo: no pixel is in both domains.
+        assert left.shape[-1] + right.shape[-1] == clean.shape[-1]
+        if index % 2 == 0:
+            assert torch.equal(degraded_half, degraded[..., :middle])
+            assert torch.equal(clean_half, clean[..., middle:])
+        else:
+            assert torch.equal(degraded_half, degraded[..., middle:])
+            assert torch.equal(clean_half, clean[..., :middle])
+    # The supervised reference's pairs: the clean original of the same half.
+    paired = EmbeddedSampleDataModule(domains="halves", paired_training=True, **kwargs)
+    paired_source, paired_target = paired.load_images()
+    for index, (degraded_half, clean_half, name) in enumerate(
+        zip(paired_source, paired_target, names, strict=True)
+    ):
+        clean = embedded_photo(name, 96)
+        middle = clean.shape[-1] // 2
+        same = clean[..., :middle] if index % 2 == 0 else clean[..., middle:]
+        assert torch.equal(clean_half, same) and degraded_half.shape == same.shape
+
+
+def test_embedded_domains_must_be_a_known_choice():
+    with pytest.raises(ValueError, match="domains must be one of 'photos', 'halves'"):
+        EmbeddedSampleDataModule(domains="tiles")
+
+
+def test_degradation_strengths_order_every_parameter():
+    from wespe.data.degrade import DEGRADATION_STRENGTHS
+
+    mild, default, strong = (DEGRADATION_STRENGTHS[k] for k in ("mild", "default", "strong"))
+    assert default == PhoneDegradation()
+    assert 1 < mild.gamma < default.gamma < strong.gamma
+    assert 1 > mild.contrast > default.contrast > strong.contrast
+    assert mild.noise_std < default.noise_std < strong.noise_std
+    assert mild.blur_sigma < default.blur_sigma < strong.blur_sigma
+    assert mild.jpeg_quality > default.jpeg_quality > strong.jpeg_quality
+    assert 1 > mild.color_cast[2] > default.color_cast[2] > strong.color_cast[2]
+    clean = embedded_photo("chelsea", 128).float() / 255
+    psnr = [
+        float(peak_signal_noise_ratio(d(clean, seed=0)[None], clean[None], data_range=1.0))
+        for d in (mild, default, strong)
+    ]
+    assert psnr[0] > psnr[1] > psnr[2]
 
 
 def test_paired_patches_are_aligned_crops():

@@ -162,23 +162,74 @@ def test_validation_reports_psnr_of_input_and_output(tmp_path):
     trainer = tiny_trainer(tmp_path, limit_val_batches=None)
     (metrics,) = trainer.validate(model, data)
     data.setup()
-    # The input's PSNR is a property of the data alone: recompute it directly.
+    # The input's figures are a property of the data alone: recompute them directly.
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
-    expected = torch.stack(
-        [
-            peak_signal_noise_ratio(item["source"][None], item["clean"][None], data_range=1.0)
-            for item in data.eval_set
-        ]
-    ).mean()
-    assert metrics["val/psnr_input"] == pytest.approx(float(expected), abs=1e-3)
+    from wespe.metrics import ciede2000, colorfulness, luma_contrast
+
+    pairs = [(item["source"][None], item["clean"][None]) for item in data.val_set]
+    expected = {
+        "psnr_input": [peak_signal_noise_ratio(x, y, data_range=1.0) for x, y in pairs],
+        "ciede2000_input": [ciede2000(x, y) for x, y in pairs],
+        "contrast_ratio_input": [luma_contrast(x) / luma_contrast(y) for x, y in pairs],
+        "colorfulness_ratio_input": [colorfulness(x) / colorfulness(y) for x, y in pairs],
+    }
+    for name, values in expected.items():
+        assert metrics[f"val/{name}"] == pytest.approx(float(torch.stack(values).mean()), rel=1e-4)
     assert metrics["val/psnr_gain"] == pytest.approx(
         metrics["val/psnr"] - metrics["val/psnr_input"], abs=1e-4
     )
     assert 0 <= metrics["val/entropy"] <= 8
     assert metrics["val/jpeg_bpp"] > 0
+    # The degradation's color cast and flattened contrast show in the input's figures.
+    assert metrics["val/ciede2000_input"] > 5
+    assert metrics["val/contrast_ratio_input"] < 0.9
+    for name in ("ciede2000", "contrast_ratio", "colorfulness_ratio"):
+        assert math.isfinite(metrics[f"val/{name}"])
     samples = list((tmp_path / "samples").glob("val_iter*.png"))
     assert len(samples) == 1
+
+
+def test_test_stage_evaluates_the_test_photos_not_the_validation_ones(tmp_path):
+    model = tiny_wespe()
+    data = tiny_data()
+    (validated,) = tiny_trainer(tmp_path, limit_val_batches=None).validate(model, data)
+    (tested,) = tiny_trainer(tmp_path, limit_test_batches=None).test(model, data)
+    data.setup()
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    for metrics, stage, dataset in (
+        ("val", validated, data.val_set),
+        ("test", tested, data.test_set),
+    ):
+        psnr = [
+            peak_signal_noise_ratio(item["source"][None], item["clean"][None], data_range=1.0)
+            for item in dataset
+        ]
+        assert stage[f"{metrics}/psnr_input"] == pytest.approx(
+            float(torch.stack(psnr).mean()), abs=1e-3
+        )
+    assert validated["val/psnr_input"] != pytest.approx(tested["test/psnr_input"], abs=1e-2)
+
+
+def test_sample_grid_reconstructs_through_the_trained_generator():
+    """The grid's F(G(x)) panel is F of the trained G's output, the pairing F was trained on,
+    even where evaluation enhances with G's moving average."""
+    model = tiny_wespe(
+        generator=Generator(channels=4, num_blocks=1, output="residual", init="identity"),
+        ema_decay=0.5,
+    )
+    with torch.no_grad():  # G moves on; its average (a copy of G at construction) lags behind
+        model.generator.to_image.bias.add_(0.2)
+    x, clean = torch.rand(1, 3, 24, 24), torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        enhanced = model.enhance(x)
+        panels = model.sample_panels(x, enhanced, clean)
+        trained = model.inverse_generator(model.generator(x)).clamp(0, 1)
+        through_average = model.inverse_generator(enhanced).clamp(0, 1)
+    assert len(panels) == 4 and panels[1] is enhanced and panels[3] is clean
+    torch.testing.assert_close(panels[2], trained)
+    assert not torch.allclose(panels[2], through_average)
 
 
 def test_enhance_keeps_size_and_range():

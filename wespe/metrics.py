@@ -1,17 +1,30 @@
-"""No-reference image figures used by WESPE for photos without a reference.
+"""Image figures beside torchmetrics' PSNR and SSIM (``data_range=1.0``).
 
-PSNR and SSIM come from torchmetrics (``data_range=1.0``); these two complete them.
+- WESPE's no-reference figures for photos without a reference: :func:`image_entropy` and
+  :func:`jpeg_bits_per_pixel`;
+- color and tone: :func:`ciede2000` to a reference, and :func:`luma_contrast` and
+  :func:`colorfulness`, reported as ratios to the clean photo's (1 is right; below 1 is flat or
+  washed out).
 """
 
 from __future__ import annotations
 
+import kornia
 import torch
 from torch import Tensor
 
 from wespe.data.degrade import jpeg_bytes
 from wespe.losses import to_grayscale
 
-__all__ = ["image_entropy", "jpeg_bits_per_pixel"]
+__all__ = [
+    "IMAGE_FIGURES",
+    "ciede2000",
+    "colorfulness",
+    "image_entropy",
+    "image_figures",
+    "jpeg_bits_per_pixel",
+    "luma_contrast",
+]
 
 
 def image_entropy(x: Tensor) -> Tensor:
@@ -58,3 +71,130 @@ def jpeg_bits_per_pixel(x: Tensor, quality: int = 95) -> Tensor:
     """
     pixels = x.shape[-1] * x.shape[-2]
     return torch.tensor([8 * len(jpeg_bytes(image, quality)) / pixels for image in x])
+
+
+def _lab(x: Tensor) -> Tensor:
+    """CIELAB (D65) of RGB images ``(B, 3, H, W)`` in [0, 1], by kornia: L* in [0, 100]."""
+    return kornia.color.rgb_to_lab(x.clamp(0, 1).float())
+
+
+def ciede2000(x: Tensor, reference: Tensor) -> Tensor:
+    """Mean CIEDE2000 color difference of each image to its reference.
+
+    The perceptual color error that enhancement papers report beside PSNR (about 1 is a just
+    noticeable difference). Lab by kornia, the difference by scikit-image's
+    ``deltaE_ciede2000`` (computed on the CPU in float64).
+
+    Args:
+        x: RGB images ``(B, 3, H, W)`` in [0, 1].
+        reference: RGB images of the same shape in [0, 1].
+
+    Returns:
+        ``(B,)`` mean CIEDE2000 per image, >= 0, on ``x``'s device.
+
+    Example:
+        >>> x = torch.rand(2, 3, 8, 8)
+        >>> ciede2000(x, x)
+        tensor([0., 0.])
+        >>> bool(ciede2000(torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)) > 99)
+        True
+    """
+    from skimage.color import deltaE_ciede2000
+
+    if x.shape != reference.shape:
+        raise ValueError(
+            f"ciede2000 needs images of the same shape; got {tuple(x.shape)} and "
+            f"{tuple(reference.shape)}"
+        )
+    lab_x = _lab(x).permute(0, 2, 3, 1).double().cpu().numpy()
+    lab_reference = _lab(reference).permute(0, 2, 3, 1).double().cpu().numpy()
+    errors = [
+        float(deltaE_ciede2000(a, b).mean()) for a, b in zip(lab_x, lab_reference, strict=True)
+    ]
+    return torch.tensor(errors, device=x.device)
+
+
+def luma_contrast(x: Tensor) -> Tensor:
+    """Standard deviation of each image's CIELAB lightness L* (0-100): its global contrast.
+
+    The ratio ``luma_contrast(enhanced) / luma_contrast(clean)`` says whether an enhancer leaves
+    photos flat (< 1: washed out, lifted blacks) or harsh (> 1).
+
+    Args:
+        x: RGB images ``(B, 3, H, W)`` in [0, 1].
+
+    Returns:
+        ``(B,)`` standard deviations of L*, in L* units.
+
+    Example:
+        >>> luma_contrast(torch.full((1, 3, 4, 4), 0.5)).round()
+        tensor([0.])
+        >>> halves = torch.cat([torch.zeros(1, 3, 2, 4), torch.ones(1, 3, 2, 4)], dim=2)
+        >>> luma_contrast(halves).round()
+        tensor([50.])
+    """
+    _check_rgb(x)
+    return _lab(x)[:, 0].flatten(1).std(dim=1, unbiased=False)
+
+
+def colorfulness(x: Tensor) -> Tensor:
+    """Colorfulness of each image, Hasler & Süsstrunk (2003), on RGB scaled to [0, 1].
+
+    With ``rg = R - G`` and ``yb = (R + G) / 2 - B`` over the image's pixels:
+    ``sqrt(std(rg)^2 + std(yb)^2) + 0.3 * sqrt(mean(rg)^2 + mean(yb)^2)``. Gray images score 0;
+    the paper's scale is 255 times this one. The ratio to the clean photo's says whether colors
+    came out washed out (< 1) or oversaturated (> 1).
+
+    Args:
+        x: RGB images ``(B, 3, H, W)`` in [0, 1].
+
+    Returns:
+        ``(B,)`` colorfulness, >= 0.
+
+    Example:
+        >>> colorfulness(torch.full((1, 3, 4, 4), 0.3))
+        tensor([0.])
+        >>> red = torch.zeros(1, 3, 4, 4); red[:, 0] = 1
+        >>> colorfulness(red)  # 0.3 * sqrt(1 + 0.25)
+        tensor([0.3354])
+    """
+    _check_rgb(x)
+    red, green, blue = x.clamp(0, 1).float().flatten(2).unbind(1)
+    rg = red - green
+    yb = 0.5 * (red + green) - blue
+    spread = (rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False)).sqrt()
+    offset = (rg.mean(dim=1).square() + yb.mean(dim=1).square()).sqrt()
+    return spread + 0.3 * offset
+
+
+def _check_rgb(x: Tensor) -> None:
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected RGB images (B, 3, H, W); got shape {tuple(x.shape)}")
+
+
+def image_figures(images: Tensor, clean: Tensor) -> dict[str, Tensor]:
+    """Per-image evaluation figures of ``images`` against their ``clean`` references, each
+    ``(B,)``: WESPE's no-reference ``entropy`` and ``jpeg_bpp``, the color error ``ciede2000``,
+    and the tone figures ``contrast_ratio`` and ``colorfulness_ratio`` (1 matches the clean
+    photo; below 1 is flat or washed out). Images ``(B, 3, H, W)`` in [0, 1].
+
+    Example:
+        >>> clean = torch.rand(2, 3, 16, 16)
+        >>> figures = image_figures(clean, clean)
+        >>> sorted(figures) == sorted(IMAGE_FIGURES)
+        True
+        >>> figures["ciede2000"], figures["contrast_ratio"], figures["colorfulness_ratio"]
+        (tensor([0., 0.]), tensor([1., 1.]), tensor([1., 1.]))
+    """
+    return {
+        "entropy": image_entropy(images),
+        "jpeg_bpp": jpeg_bits_per_pixel(images).to(images.device),
+        "ciede2000": ciede2000(images, clean),
+        # A flat reference has no contrast or color to match; the floor keeps the ratio finite.
+        "contrast_ratio": luma_contrast(images) / luma_contrast(clean).clamp_min(1e-6),
+        "colorfulness_ratio": colorfulness(images) / colorfulness(clean).clamp_min(1e-6),
+    }
+
+
+#: Names of :func:`image_figures`' figures, logged as ``<stage>/<name>`` and ``<name>_input``.
+IMAGE_FIGURES = ("entropy", "jpeg_bpp", "ciede2000", "contrast_ratio", "colorfulness_ratio")

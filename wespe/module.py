@@ -34,7 +34,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from wespe.losses import ColorLoss, PerceptualLoss, TextureLoss, TVLoss
-from wespe.metrics import image_entropy, jpeg_bits_per_pixel
+from wespe.metrics import IMAGE_FIGURES, image_figures
 from wespe.networks import Discriminator, Generator
 
 __all__ = ["WESPE", "EnhancerModule", "SupervisedEnhancer"]
@@ -135,10 +135,11 @@ class EnhancerModule(pl.LightningModule):
                     {
                         "enhanced": _reference_metrics(),
                         "input": _reference_metrics(),
-                        "entropy": MeanMetric(),
-                        "jpeg_bpp": MeanMetric(),
-                        "entropy_input": MeanMetric(),
-                        "jpeg_bpp_input": MeanMetric(),
+                        **{
+                            f"{name}{suffix}": MeanMetric()
+                            for name in IMAGE_FIGURES
+                            for suffix in ("", "_input")
+                        },
                     }
                 )
                 for stage in ("val", "test")
@@ -249,8 +250,8 @@ class EnhancerModule(pl.LightningModule):
         metrics["enhanced"].update(enhanced, clean)
         metrics["input"].update(source, clean)
         for suffix, images in (("", enhanced), ("_input", source)):
-            metrics[f"entropy{suffix}"].update(image_entropy(images))
-            metrics[f"jpeg_bpp{suffix}"].update(jpeg_bits_per_pixel(images).to(self.device))
+            for name, values in image_figures(images, clean).items():
+                metrics[f"{name}{suffix}"].update(values)
         if batch_idx < self.num_sample_images:
             self._samples.append(self._sample_row(*self.sample_panels(source, enhanced, clean)))
 
@@ -283,8 +284,9 @@ class EnhancerModule(pl.LightningModule):
         metrics = self.eval_metrics[stage]
         logged = {f"{stage}/{k}": v for k, v in metrics["enhanced"].compute().items()}
         logged.update({f"{stage}/{k}_input": v for k, v in metrics["input"].compute().items()})
-        for name in ("entropy", "jpeg_bpp", "entropy_input", "jpeg_bpp_input"):
-            logged[f"{stage}/{name}"] = metrics[name].compute()
+        for name in IMAGE_FIGURES:
+            for suffix in ("", "_input"):
+                logged[f"{stage}/{name}{suffix}"] = metrics[f"{name}{suffix}"].compute()
         logged[f"{stage}/psnr_gain"] = logged[f"{stage}/psnr"] - logged[f"{stage}/psnr_input"]
         # The figures come from torchmetrics, already reduced over all processes; sync_dist
         # only tells Lightning so (averaging equal values).
@@ -529,8 +531,14 @@ class WESPE(EnhancerModule):
         )
 
     def sample_panels(self, source: Tensor, enhanced: Tensor, clean: Tensor) -> list[Tensor]:
-        """Sample-grid row: input, G(x), the reconstruction F(G(x)), the clean reference."""
-        return [source, enhanced, self.inverse_generator(enhanced).clamp(0, 1), clean]
+        """Sample-grid row: input, the enhanced photo (G's moving average where one is kept),
+        the reconstruction F(G(x)), the clean reference.
+
+        The reconstruction runs F on the trained G's output, the pairing the content loss
+        trains; F never saw the moving average's outputs, which it maps with a color cast.
+        """
+        reconstructed = self.inverse_generator(self.generator(source))
+        return [source, enhanced, reconstructed.clamp(0, 1), clean]
 
 
 class SupervisedEnhancer(EnhancerModule):

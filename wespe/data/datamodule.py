@@ -2,7 +2,8 @@
 
 All three give the same batches: training ``{"source": (B,3,P,P), "target": (B,3,P,P)}`` from two
 independent patch streams, and evaluation ``{"source": (1,3,H,W), "clean": (1,3,H,W), "index"}``
-from a paired held-out set (where one exists) for PSNR/SSIM.
+from paired held-out sets (where they exist): a **validation** set, for every choice and for
+checkpoint selection, and a **test** set, for the figures one reports.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pytorch_lightning as pl
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from wespe._checks import check_choice
 from wespe.data.datasets import (
     EMBEDDED_PHOTOS,
     EpochSampler,
@@ -33,7 +35,21 @@ from wespe.data.datasets import (
 )
 from wespe.data.degrade import PhoneDegradation
 
-__all__ = ["DPEDDataModule", "EmbeddedSampleDataModule", "FolderDataModule", "UnpairedDataModule"]
+__all__ = [
+    "DPEDDataModule",
+    "EmbeddedSampleDataModule",
+    "EvaluationImages",
+    "FolderDataModule",
+    "UnpairedDataModule",
+]
+
+
+class EvaluationImages(NamedTuple):
+    """A paired evaluation set: degraded images, their clean references, and optional names."""
+
+    degraded: list[ImageItem]
+    clean: list[ImageItem]
+    names: list[str] | None = None
 
 
 class UnpairedDataModule(pl.LightningDataModule):
@@ -47,7 +63,7 @@ class UnpairedDataModule(pl.LightningDataModule):
         seed: seed of the patch streams (independent of the model's seed).
         eval_crop: center-crop evaluation images to at most this size (None: full resolution).
         predict_dir: ``wespe predict`` enhances every image below this folder at full
-            resolution (None: the evaluation images, degraded).
+            resolution (None: the test images, degraded).
     """
 
     def __init__(
@@ -78,30 +94,32 @@ class UnpairedDataModule(pl.LightningDataModule):
         #: Train on aligned (degraded, clean) patches: only for the supervised reference point.
         self.paired_training = False
         self.train_set: UnpairedPatchDataset | None = None
-        self.eval_set: PairedImageDataset | None = None
+        self.val_set: PairedImageDataset | None = None
+        self.test_set: PairedImageDataset | None = None
 
-    def load_images(
-        self,
-    ) -> tuple[list[ImageItem], list[ImageItem], list[ImageItem], list[ImageItem]]:
-        """Source, target, evaluation-degraded and evaluation-clean images."""
+    def load_images(self) -> tuple[list[ImageItem], list[ImageItem]]:
+        """Training images: source (e.g. phone) and target (e.g. DSLR) domain."""
         raise NotImplementedError
 
-    def eval_names(self) -> list[str] | None:
-        """Names of the evaluation images (None: their file stems or indices)."""
+    def load_evaluation(self, stage: Literal["val", "test"]) -> EvaluationImages | None:
+        """The paired validation or test images (None: the data has none)."""
         return None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:  # setup may be called once per stage
             return
-        source, target, eval_degraded, eval_clean = self.load_images()
+        source, target = self.load_images()
         dataset = PairedPatchDataset if self.paired_training else UnpairedPatchDataset
         self.train_set = dataset(
             source, target, self.patch_size, self.patches_per_epoch, seed=self.seed
         )
-        if eval_degraded:
-            self.eval_set = PairedImageDataset(
-                eval_degraded, eval_clean, crop=self.eval_crop, names=self.eval_names()
-            )
+        for name in ("val", "test"):
+            images = self.load_evaluation(name)
+            if images is not None and images.degraded:
+                paired = PairedImageDataset(
+                    images.degraded, images.clean, crop=self.eval_crop, names=images.names
+                )
+                setattr(self, f"{name}_set", paired)
 
     def train_dataloader(self) -> DataLoader:
         replicas = self.trainer.world_size if self.trainer else 1
@@ -139,21 +157,21 @@ class UnpairedDataModule(pl.LightningDataModule):
         # optimizer steps done) but not yet counted as completed.
         return trainer.fit_loop.epoch_loop.batch_progress.current.processed * self.batch_size
 
-    def _eval_dataloader(self) -> DataLoader | list:
-        if self.eval_set is None:
+    def _eval_dataloader(self, dataset: PairedImageDataset | None) -> DataLoader | list:
+        if dataset is None:
             return []
         # Batch size 1: evaluation images keep their own full sizes.
-        return DataLoader(self.eval_set, batch_size=1, num_workers=self.num_workers)
+        return DataLoader(dataset, batch_size=1, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._eval_dataloader()
+        return self._eval_dataloader(self.val_set)
 
     def test_dataloader(self) -> DataLoader | list:
-        return self._eval_dataloader()
+        return self._eval_dataloader(self.test_set)
 
     def predict_dataloader(self) -> DataLoader | list:
         if self.predict_dir is None:
-            return self._eval_dataloader()
+            return self._eval_dataloader(self.test_set)
         # Batch size 1: every photo keeps its own full size.
         return DataLoader(
             ImageFolderDataset(self.predict_dir), batch_size=1, num_workers=self.num_workers
@@ -164,21 +182,30 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
     """The default data: real photos shipped with scikit-image, no download needed.
 
     Source photos are degraded by :class:`~wespe.data.degrade.PhoneDegradation` (the "phone"
-    domain); target photos stay clean (the "DSLR" domain); held-out photos are degraded for the
-    input and kept clean as the reference. The three lists must be disjoint, so training never
-    sees a (degraded, clean) pair of the same photo.
+    domain); target photos stay clean (the "DSLR" domain); validation and test photos are
+    degraded for the input and kept clean as the reference. The four lists must be disjoint
+    scenes (the two motorcycle views are one scene), so training never sees a (degraded, clean)
+    pair of the same photo and no choice made on validation photos touches the test photos.
 
-    The default split makes the well-exposed everyday photos the target domain: the
-    discriminators learn what a good photo looks like from them. With the near-black
-    hubble_deep_field among the targets, they learn that good photos are dark (the README's
-    ablation measures it).
+    The default split: validation chelsea and coffee (every choice of the recipe was made on
+    them), test the motorcycle scene (never used for a choice), and training on the rest.
+    ``benchmarks/quality.py`` rotates the test scene over astronaut, rocket and motorcycle
+    (folds) to report on more than one scene.
 
     Args:
         source_photos: names from :data:`~wespe.data.datasets.EMBEDDED_PHOTOS` for the phone domain.
         target_photos: names for the high-quality domain.
-        heldout_photos: names for evaluation.
+        val_photos: names for validation (``wespe validate``, checkpoint selection).
+        test_photos: names for the reported figures (``wespe test``).
         max_size: photos are resized so the longer side is at most this many pixels.
         degradation: the phone degradation.
+        domains: how the training photos make the two domains. ``"photos"``: the source
+            domain is the degraded ``source_photos``, the target domain the clean
+            ``target_photos``. ``"halves"``: every training photo (source and target lists
+            together) gives one half to each domain, the degraded left half to the source and
+            the clean right half to the target (the other way round for every second photo),
+            so both domains show the same scenes, as DPED's two cameras do, and no pixel is
+            ever seen both degraded and clean.
         paired_training: train on aligned (degraded, clean) patches of the source photos
             instead of two unpaired domains. Only for the supervised reference point of the
             benchmark (:class:`~wespe.module.SupervisedEnhancer`); never for WESPE.
@@ -188,13 +215,9 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
     def __init__(
         self,
         source_photos: Sequence[str] = ("rocket", "retina", "hubble_deep_field"),
-        target_photos: Sequence[str] = (
-            "astronaut",
-            "motorcycle_left",
-            "motorcycle_right",
-            "immunohistochemistry",
-        ),
-        heldout_photos: Sequence[str] = ("chelsea", "coffee"),
+        target_photos: Sequence[str] = ("astronaut", "immunohistochemistry"),
+        val_photos: Sequence[str] = ("chelsea", "coffee"),
+        test_photos: Sequence[str] = ("motorcycle_left", "motorcycle_right"),
         max_size: int | None = 512,
         degradation: PhoneDegradation | None = None,
         patch_size: int = 64,
@@ -204,16 +227,20 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
         seed: int = 0,
         eval_crop: int | None = None,
         predict_dir: str | None = None,
+        domains: Literal["photos", "halves"] = "photos",
         paired_training: bool = False,
     ) -> None:
         super().__init__(
             patch_size, batch_size, patches_per_epoch, num_workers, seed, eval_crop, predict_dir
         )
+        check_choice("domains", domains, ("photos", "halves"))
+        self.domains = domains
         self.paired_training = paired_training
         groups = {
             "source_photos": source_photos,
             "target_photos": target_photos,
-            "heldout_photos": heldout_photos,
+            "val_photos": val_photos,
+            "test_photos": test_photos,
         }
         for field, names in groups.items():
             if not names:
@@ -223,18 +250,23 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
                 raise ValueError(
                     f"{field}: unknown photo(s) {unknown}; choose from {', '.join(EMBEDDED_PHOTOS)}"
                 )
-        scenes = [
-            {n.split("_")[0] if n.startswith("motorcycle") else n for n in names}
-            for names in groups.values()
-        ]
-        if scenes[0] & scenes[1] or scenes[0] & scenes[2] or scenes[1] & scenes[2]:
-            raise ValueError(
-                "source_photos, target_photos and heldout_photos must be disjoint photos (the two "
-                f"motorcycle views count as one scene); got {dict(groups)}"
-            )
+        scenes = {
+            field: {n.split("_")[0] if n.startswith("motorcycle") else n for n in names}
+            for field, names in groups.items()
+        }
+        fields = list(scenes)
+        for i, first in enumerate(fields):
+            for second in fields[i + 1 :]:
+                if scenes[first] & scenes[second]:
+                    raise ValueError(
+                        f"{first} and {second} share {sorted(scenes[first] & scenes[second])}: "
+                        "the four lists must be disjoint photos (the two motorcycle views count "
+                        f"as one scene); got {dict(groups)}"
+                    )
         self.source_photos = tuple(source_photos)
         self.target_photos = tuple(target_photos)
-        self.heldout_photos = tuple(heldout_photos)
+        self.val_photos = tuple(val_photos)
+        self.test_photos = tuple(test_photos)
         self.max_size = max_size
         self.degradation = degradation or PhoneDegradation()
 
@@ -244,29 +276,46 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
             embedded_photo(name, self.max_size), self.degradation, EMBEDDED_PHOTOS.index(name)
         )
 
-    def eval_names(self) -> list[str]:
-        return list(self.heldout_photos)
-
-    def load_images(
-        self,
-    ) -> tuple[list[ImageItem], list[ImageItem], list[ImageItem], list[ImageItem]]:
+    def load_images(self) -> tuple[list[ImageItem], list[ImageItem]]:
+        if self.domains == "halves":
+            return self._halves()
         source = [self._degraded(n) for n in self.source_photos]
         # Paired (supervised reference only): the clean originals of the source photos.
         target_names = self.source_photos if self.paired_training else self.target_photos
-        target = [embedded_photo(n, self.max_size) for n in target_names]
-        eval_degraded = [self._degraded(n) for n in self.heldout_photos]
-        eval_clean = [embedded_photo(n, self.max_size) for n in self.heldout_photos]
-        return source, target, eval_degraded, eval_clean
+        return source, [embedded_photo(n, self.max_size) for n in target_names]
+
+    def _halves(self) -> tuple[list[Tensor], list[Tensor]]:
+        source, target = [], []
+        for index, name in enumerate(self.source_photos + self.target_photos):
+            clean = embedded_photo(name, self.max_size)
+            middle = clean.shape[-1] // 2
+            halves = [slice(None, middle), slice(middle, None)]
+            source_half, target_half = halves if index % 2 == 0 else halves[::-1]
+            source.append(self._degraded(name)[..., source_half])
+            # Paired (supervised reference only): the clean original of the source half.
+            target.append(clean[..., source_half if self.paired_training else target_half])
+        return source, target
+
+    def load_evaluation(self, stage: Literal["val", "test"]) -> EvaluationImages:
+        names = self.val_photos if stage == "val" else self.test_photos
+        return EvaluationImages(
+            [self._degraded(n) for n in names],
+            [embedded_photo(n, self.max_size) for n in names],
+            list(names),
+        )
 
 
 class FolderDataModule(UnpairedDataModule):
-    """Unpaired training from two image folders, with an optional paired evaluation set.
+    """Unpaired training from two image folders, with optional paired evaluation sets.
 
     Args:
         source_dir: source-domain photos (e.g. phone photos), any depth, common formats.
         target_dir: target-domain photos (e.g. DSLR photos), unrelated to the source ones.
-        eval_source_dir: optional degraded evaluation images...
+        eval_source_dir: optional degraded validation images...
         eval_clean_dir: ...and their clean references, matched by relative path.
+        test_source_dir: optional degraded test images (``wespe test``) and...
+        test_clean_dir: ...their clean references. Without them ``wespe test`` evaluates the
+            validation pair; give a separate pair to report figures no choice was made on.
         preload: decode all training images once into memory (fast for a few large photos;
             leave off for many small patches such as DPED's).
         **kwargs: see :class:`UnpairedDataModule`.
@@ -279,6 +328,8 @@ class FolderDataModule(UnpairedDataModule):
         # str | None, not str | os.PathLike | None: jsonargparse would read "null" as "None".
         eval_source_dir: str | None = None,
         eval_clean_dir: str | None = None,
+        test_source_dir: str | None = None,
+        test_clean_dir: str | None = None,
         preload: bool = False,
         patch_size: int = 100,
         batch_size: int = 30,
@@ -291,27 +342,37 @@ class FolderDataModule(UnpairedDataModule):
         super().__init__(
             patch_size, batch_size, patches_per_epoch, num_workers, seed, eval_crop, predict_dir
         )
-        if (eval_source_dir is None) != (eval_clean_dir is None):
-            raise ValueError("give both eval_source_dir and eval_clean_dir, or neither")
+        for prefix, degraded, clean in (
+            ("eval", eval_source_dir, eval_clean_dir),
+            ("test", test_source_dir, test_clean_dir),
+        ):
+            if (degraded is None) != (clean is None):
+                raise ValueError(
+                    f"give both {prefix}_source_dir and {prefix}_clean_dir, or neither"
+                )
         self.source_dir = Path(source_dir)
         self.target_dir = Path(target_dir)
         self.eval_source_dir = None if eval_source_dir is None else Path(eval_source_dir)
         self.eval_clean_dir = None if eval_clean_dir is None else Path(eval_clean_dir)
+        self.test_source_dir = None if test_source_dir is None else Path(test_source_dir)
+        self.test_clean_dir = None if test_clean_dir is None else Path(test_clean_dir)
         self.preload = preload
 
-    def load_images(
-        self,
-    ) -> tuple[list[ImageItem], list[ImageItem], list[ImageItem], list[ImageItem]]:
+    def load_images(self) -> tuple[list[ImageItem], list[ImageItem]]:
         source: list[ImageItem] = list(find_images(self.source_dir))
         target: list[ImageItem] = list(find_images(self.target_dir))
         if self.preload:
             source = [load_image(p) for p in source]
             target = [load_image(p) for p in target]
-        eval_degraded: list[ImageItem] = []
-        eval_clean: list[ImageItem] = []
-        if self.eval_source_dir is not None and self.eval_clean_dir is not None:
-            eval_degraded, eval_clean = paired_by_name(self.eval_source_dir, self.eval_clean_dir)
-        return source, target, eval_degraded, eval_clean
+        return source, target
+
+    def load_evaluation(self, stage: Literal["val", "test"]) -> EvaluationImages | None:
+        degraded_dir, clean_dir = self.eval_source_dir, self.eval_clean_dir
+        if stage == "test" and self.test_source_dir is not None:
+            degraded_dir, clean_dir = self.test_source_dir, self.test_clean_dir
+        if degraded_dir is None or clean_dir is None:
+            return None
+        return EvaluationImages(*paired_by_name(degraded_dir, clean_dir))
 
 
 class DPEDDataModule(FolderDataModule):
@@ -320,7 +381,8 @@ class DPEDDataModule(FolderDataModule):
     Training: ``root/<phone>/training_data/<phone>`` (source) and ``.../canon`` (target), used
     as two independent streams: DPED's patches are aligned, and drawing them at independent
     random indices keeps the supervision weak as in WESPE. Evaluation: the aligned test patches
-    ``root/<phone>/test_data/patches/{<phone>,canon}`` (PSNR/SSIM as in the paper).
+    ``root/<phone>/test_data/patches/{<phone>,canon}`` (PSNR/SSIM as in the paper). DPED has
+    no other paired set, so validation and test both use them, as the paper's protocol does.
 
     Args:
         root: the ``dped`` folder.

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from wespe.losses import gaussian_blur
 
-__all__ = ["PhoneDegradation"]
+__all__ = ["DEGRADATION_STRENGTHS", "PhoneDegradation"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,30 @@ class PhoneDegradation:
         generator = torch.Generator().manual_seed(seed)
         x = (x + self.noise_std * torch.randn(x.shape, generator=generator)).clamp(0, 1)
         return jpeg_roundtrip(x, self.jpeg_quality)
+
+
+#: Three strengths of the same chain, for showing a method on more than one setting: ``mild``
+#: moves every parameter half way from the identity to the default, ``strong`` half as far again
+#: beyond it (JPEG quality from 90 through 70 to 50).
+DEGRADATION_STRENGTHS: dict[str, PhoneDegradation] = {
+    "mild": PhoneDegradation(
+        gamma=1.3,
+        contrast=0.85,
+        color_cast=(1.0, 0.975, 0.875),
+        blur_sigma=0.5,
+        noise_std=0.02,
+        jpeg_quality=90,
+    ),
+    "default": PhoneDegradation(),
+    "strong": PhoneDegradation(
+        gamma=1.9,
+        contrast=0.55,
+        color_cast=(1.0, 0.925, 0.625),
+        blur_sigma=1.5,
+        noise_std=0.06,
+        jpeg_quality=50,
+    ),
+}
 
 
 def jpeg_bytes(image: Tensor, quality: int) -> bytes:
