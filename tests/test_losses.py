@@ -667,6 +667,10 @@ def test_discriminator_accuracy_known_logits():
     assert discriminator_accuracy(-torch.ones(4), torch.ones(2)).item() == 0.0
     # Fake 0.0 is not < 0 either.
     assert discriminator_accuracy(torch.ones(1), torch.zeros(1)).item() == 0.5
+    # LSGAN's boundary: real 0.7 and fake 0.3 are right at 0.5, half wrong at 0.
+    real, fake = torch.tensor([0.7]), torch.tensor([0.3])
+    assert discriminator_accuracy(real, fake, threshold=0.5).item() == 1.0
+    assert discriminator_accuracy(real, fake).item() == 0.5
 
 
 # --------------------------------------------------------------------------------------------
@@ -750,4 +754,7 @@ def test_texture_loss_kinds(kind):
         + hand_discriminator_side(kind, logits[3:], real=False)
     )
     assert_close(loss, expected)
-    assert_close(accuracy, torch.tensor(3 / 5))
+    # The accuracy's decision boundary is the loss's: 0.5 between LSGAN's targets 0 and 1.
+    threshold = 0.5 if kind == "lsgan" else 0.0
+    correct = (logits[:3] > threshold).sum() + (logits[3:] < threshold).sum()
+    assert_close(accuracy, correct.float() / 5)

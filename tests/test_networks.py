@@ -305,3 +305,23 @@ def test_gradient_reaches_discriminator_input(norm):
     x = torch.rand(2, 1, 36, 36, requires_grad=True)
     d(x).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_discriminator_input_statistics_reach_the_classifier():
+    """With ``input_statistics`` the FC layers see each input channel's mean and std: keep
+    only their weights and the logit is a hand-computable function of them."""
+    torch.manual_seed(0)
+    d = Discriminator(3, widths=SMALL_WIDTHS, fc_features=4, input_statistics=True)
+    hidden, output = d.classifier[1], d.classifier[3]
+    conv_features = SMALL_WIDTHS[-1] * 7 * 7
+    assert hidden.in_features == conv_features + 2 * 3
+    x = torch.rand(2, 3, 40, 40) * torch.tensor([0.2, 0.5, 1.0]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        hidden.weight[:, :conv_features] = 0
+        std, mean = torch.std_mean(x.flatten(2), dim=2)
+        expected = output(
+            nn.functional.leaky_relu(
+                hidden(torch.cat([torch.zeros(2, conv_features), mean, std], 1)), 0.2
+            )
+        )
+        torch.testing.assert_close(d(x), expected.squeeze(1))

@@ -474,14 +474,21 @@ def adversarial_loss(
     return F.relu(1 - logits).mean() if target_is_real else F.relu(1 + logits).mean()
 
 
-def discriminator_accuracy(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    """Fraction of real logits > 0 and fake logits < 0, over both sets together.
+def discriminator_accuracy(
+    real_logits: Tensor, fake_logits: Tensor, threshold: float = 0.0
+) -> Tensor:
+    """Fraction of real logits above ``threshold`` and fake logits below it, over both sets.
+
+    The threshold is the loss's decision boundary: 0 for ``"vanilla"`` and ``"hinge"``, 0.5 for
+    ``"lsgan"``, whose targets are 1 (real) and 0 (fake).
 
     Example:
         >>> discriminator_accuracy(torch.tensor([1.0, -1.0]), torch.tensor([-3.0, -2.0]))
         tensor(0.7500)
+        >>> discriminator_accuracy(torch.tensor([0.9]), torch.tensor([0.2]), threshold=0.5)
+        tensor(1.)
     """
-    correct = (real_logits > 0).sum() + (fake_logits < 0).sum()
+    correct = (real_logits > threshold).sum() + (fake_logits < threshold).sum()
     return correct.float() / (real_logits.numel() + fake_logits.numel())
 
 
@@ -539,7 +546,8 @@ class _ViewAdversarialLoss(AdversarialLoss):
         logits = discriminator(torch.cat([self.view(real), self.view(fake.detach())]))
         real_logits, fake_logits = logits.split([real.shape[0], fake.shape[0]])
         loss = super().discriminator_loss(real_logits, fake_logits)
-        return loss, discriminator_accuracy(real_logits.detach(), fake_logits.detach())
+        threshold = 0.5 if self.kind == "lsgan" else 0.0
+        return loss, discriminator_accuracy(real_logits.detach(), fake_logits.detach(), threshold)
 
 
 class ColorLoss(_ViewAdversarialLoss):

@@ -144,6 +144,10 @@ class Discriminator(nn.Module):
             ``"spectral"`` (spectral normalisation of every conv and linear weight, no feature
             norm) or ``"none"``.
         pooled_size: spatial size of the map fed to the FC layer (DPED: 7).
+        input_statistics: also give the FC layers each input channel's mean and standard
+            deviation over the image (not in DPED). Instance normalisation removes exactly
+            these from the conv features, which leaves the discriminator nearly blind to
+            brightness, contrast and color balance, the things a color or tone error changes.
 
     Shape:
         input ``(B, in_channels, H, W)``; output ``(B,)`` logits. With ``norm="instance"``
@@ -161,12 +165,14 @@ class Discriminator(nn.Module):
         fc_features: int = 1024,
         norm: NormKind = "instance",
         pooled_size: int = 7,
+        input_statistics: bool = False,
     ) -> None:
         super().__init__()
         check_choice("norm", norm, ("instance", "batch", "spectral", "none"))
         if len(widths) != 5:
             raise ValueError(f"widths must list 5 conv widths; got {widths}")
         self.in_channels = in_channels
+        self.input_statistics = input_statistics
         self.min_input_size = 17 if norm == "instance" else 1
         # (kernel, stride) of the five convs, DPED's adversarial network.
         geometry = ((11, 4), (5, 2), (3, 1), (3, 1), (3, 2))
@@ -180,9 +186,13 @@ class Discriminator(nn.Module):
             previous = width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(pooled_size)
+        features = previous * pooled_size * pooled_size
+        if input_statistics:
+            features += 2 * in_channels
         self.classifier = nn.Sequential(
+            # Kept (a no-op on flat features) so the state dict keeps DPED-era layer indices.
             nn.Flatten(),
-            nn.Linear(previous * pooled_size * pooled_size, fc_features),
+            nn.Linear(features, fc_features),
             nn.LeakyReLU(0.2),
             nn.Linear(fc_features, 1),
         )
@@ -202,4 +212,8 @@ class Discriminator(nn.Module):
                 f"(its last feature map would be 1x1); got {tuple(x.shape[-2:])}: use larger "
                 "patches or norm='batch'|'spectral'|'none'"
             )
-        return self.classifier(self.pool(self.features(x))).squeeze(1)
+        features = self.pool(self.features(x)).flatten(1)
+        if self.input_statistics:
+            std, mean = torch.std_mean(x.flatten(2), dim=2)
+            features = torch.cat([features, mean, std], dim=1)
+        return self.classifier(features).squeeze(1)
