@@ -1,4 +1,4 @@
-"""The quality benchmark's verdicts and table (the runs themselves are a script, not a test)."""
+"""The quality benchmark's folds, verdicts and table (the runs themselves are a script, not a test)."""
 
 from __future__ import annotations
 
@@ -7,61 +7,146 @@ from pathlib import Path
 
 import pytest
 
+from wespe.data import EmbeddedSampleDataModule
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
 spec = importlib.util.spec_from_file_location("quality", SCRIPT)
 quality = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(quality)
 
 
-def figures(psnr: float, psnr_input: float, ssim: float, ssim_input: float) -> dict[str, float]:
+def figures(
+    psnr: float, ssim: float, ciede2000: float, contrast: float, *, psnr_input: float = 15.0
+) -> dict[str, float]:
+    """Test figures of one model; the degraded input's are fixed."""
     return {
         "psnr": psnr,
         "psnr_input": psnr_input,
         "ssim": ssim,
-        "ssim_input": ssim_input,
+        "ssim_input": 0.6,
+        "ciede2000": ciede2000,
+        "ciede2000_input": 16.0,
+        "contrast_ratio": contrast,
+        "contrast_ratio_input": 0.67,
+        "colorfulness_ratio": 0.9,
+        "colorfulness_ratio_input": 0.75,
         "entropy": 7.0,
         "entropy_input": 6.5,
-        "jpeg_bpp": 2.0,
-        "jpeg_bpp_input": 2.5,
     }
 
 
+SUPERVISED = figures(23.0, 0.7, 8.0, 0.95)  # +8 dB, CIEDE2000 cut by 8
+
+
 @pytest.mark.parametrize(
-    ("wespe", "supervised", "expected"),
+    ("wespe", "expected"),
     [
-        # +3 dB, SSIM up, supervised +5 dB: half is 2.5, met.
-        (figures(18, 15, 0.7, 0.6), figures(20, 15, 0.8, 0.6), (True, True, True)),
-        # +1.9 dB misses the 2 dB bar; SSIM down.
-        (figures(16.9, 15, 0.5, 0.6), figures(17, 15, 0.8, 0.6), (False, False, True)),
-        # +3 dB but the supervised model gained 7 dB: less than half.
-        (figures(18, 15, 0.7, 0.6), figures(22, 15, 0.8, 0.6), (True, True, False)),
+        # +6 dB is 75 % of +8; CIEDE2000 cut by 6 of the supervised 8; contrast 1.0; SSIM up.
+        (figures(21.0, 0.65, 10.0, 1.0), (True, True, True, True)),
+        # +5.5 dB is under 70 %; a cut of 3.9 is under half of 8; contrast 0.85; SSIM down.
+        (figures(20.5, 0.55, 12.1, 0.85), (False, False, False, False)),
+        # The bounds themselves: exactly 70 %, exactly half, contrast 1.1.
+        (figures(20.6, 0.61, 12.0, 1.1), (True, True, True, True)),
+        # Contrast too harsh.
+        (figures(21.0, 0.65, 10.0, 1.15), (True, True, False, True)),
     ],
 )
-def test_targets(wespe, supervised, expected):
-    checks = quality.targets(wespe, supervised)
+def test_targets(wespe, expected):
+    checks = quality.targets(wespe, SUPERVISED)
+    assert tuple(checks) == quality.TARGETS
     assert tuple(checks.values()) == expected
 
 
 def test_targets_without_supervised_reference():
-    assert set(quality.targets(figures(18, 15, 0.7, 0.6), None)) == {"psnr_gain>=2dB", "ssim_up"}
+    checks = quality.targets(figures(18, 0.7, 9.0, 1.0), None)
+    assert checks == {"contrast_0.9-1.1": True, "ssim_up": True}
+
+
+def test_mean_figures_averages_each_figure_over_folds():
+    first, second = figures(20.0, 0.6, 10.0, 0.9), figures(22.0, 0.7, 8.0, 1.1)
+    mean = quality.mean_figures([first, second])
+    assert mean["psnr"] == pytest.approx(21.0) and mean["ciede2000"] == pytest.approx(9.0)
+    assert mean["contrast_ratio"] == pytest.approx(1.0)
 
 
 def test_table_reports_every_seed_and_the_summary():
     results = []
-    for seed, psnr in ((0, 18.0), (1, 16.0)):
-        wespe, supervised = figures(psnr, 15, 0.7, 0.6), figures(20, 15, 0.8, 0.6)
+    for seed, psnr in ((0, 21.0), (1, 19.0)):
+        wespe = figures(psnr, 0.65, 10.0, 1.0)
         results.append(
             {
                 "seed": seed,
                 "wespe": wespe,
-                "supervised": supervised,
+                "supervised": SUPERVISED,
                 "wespe_seconds": 60.0,
                 "supervised_seconds": 61.0,
-                "targets": quality.targets(wespe, supervised),
+                "targets": quality.targets(wespe, SUPERVISED),
             }
         )
     markdown = quality.table(results)
     assert markdown.count("identity (degraded input)") == 2
-    assert "| 0 | WESPE | 18.00 | +3.00 |" in markdown
-    assert "no: psnr_gain>=2dB, >=half_supervised_gain" in markdown  # seed 1: +1 dB
-    assert "mean +2.00 dB, min +1.00, max +3.00; targets met for 1 of 2 seeds" in markdown
+    assert (
+        "| 0 | WESPE | 21.00 | +6.00 | 0.6500 | 10.00 | 1.00 | 0.90 | 60 | 75%; all |" in markdown
+    )
+    assert "| 1 | WESPE | 19.00 | +4.00 |" in markdown
+    assert "50%; not psnr_gain>=70%" in markdown  # seed 1: +4 of +8 dB
+    assert "PSNR gain mean +5.00, min +4.00, max +6.00 dB" in markdown
+    assert "at least 85 % (the bar beyond the targets) for 0 of 2 seeds" in markdown
+    assert "Targets met for 1 of 2 seeds." in markdown
+
+
+def test_fold_zero_is_the_data_modules_default_split():
+    data = EmbeddedSampleDataModule()
+    fold = quality.FOLDS[0]
+    assert tuple(fold["source_photos"]) == data.source_photos
+    assert tuple(fold["target_photos"]) == data.target_photos
+    assert tuple(fold["test_photos"]) == data.test_photos
+    assert quality.VAL_PHOTOS == data.val_photos
+
+
+@pytest.mark.parametrize("fold", quality.FOLDS, ids=[f["name"] for f in quality.FOLDS])
+def test_every_fold_is_a_valid_disjoint_split(fold):
+    # The data module refuses splits that share a scene; building it is the check.
+    data = EmbeddedSampleDataModule(
+        source_photos=fold["source_photos"],
+        target_photos=fold["target_photos"],
+        val_photos=quality.VAL_PHOTOS,
+        test_photos=fold["test_photos"],
+    )
+    used = {*data.source_photos, *data.target_photos, *data.val_photos, *data.test_photos}
+    default = EmbeddedSampleDataModule()
+    # Every fold uses the same photos as the default split, only in other roles.
+    assert used == {
+        *default.source_photos,
+        *default.target_photos,
+        *default.val_photos,
+        *default.test_photos,
+    }
+
+
+def test_each_test_scene_is_tested_in_exactly_one_fold():
+    tested = [scene for fold in quality.FOLDS for scene in fold["test_photos"]]
+    assert len(tested) == len(set(tested))
+    assert not set(tested) & set(quality.VAL_PHOTOS)
+
+
+def test_fold_and_degradation_overrides_reach_the_data_module():
+    from wespe.cli import cli_main
+    from wespe.data.degrade import DEGRADATION_STRENGTHS
+
+    fold = quality.FOLDS[2]
+    cli = cli_main(
+        [
+            "-c",
+            str(quality.REPO / "configs" / "quickstart.yaml"),
+            *quality.fold_overrides(fold),
+            *quality.degradation_overrides("strong"),
+        ],
+        run=False,
+    )
+    data = cli.datamodule
+    assert data.source_photos == tuple(fold["source_photos"])
+    assert data.target_photos == tuple(fold["target_photos"])
+    assert data.test_photos == tuple(fold["test_photos"])
+    assert data.val_photos == quality.VAL_PHOTOS
+    assert data.degradation == DEGRADATION_STRENGTHS["strong"]

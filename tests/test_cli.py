@@ -51,6 +51,9 @@ def test_fit_writes_run_folder_and_can_be_validated_tested_and_predicted(
         "val/psnr_input",
         "val/entropy",
         "val/jpeg_bpp",
+        "val/ciede2000",
+        "val/contrast_ratio",
+        "val/colorfulness_ratio",
     ):
         assert key in logged, key
     for row in rows:
@@ -71,21 +74,27 @@ def test_fit_writes_run_folder_and_can_be_validated_tested_and_predicted(
     for name, value in cli.model.generator.state_dict().items():
         assert torch.equal(restored.generator.state_dict()[name], value)
 
-    # The final weights' own figures, to compare the evaluation from the checkpoint with.
-    (final,) = trainer.validate(cli.model, cli.datamodule, verbose=False)
-    for subcommand in ("validate", "test"):
+    # The final weights' own figures, to compare the evaluation from the checkpoint with:
+    # `wespe validate` reports the validation photos, `wespe test` the test photos.
+    (final_val,) = trainer.validate(cli.model, cli.datamodule, verbose=False)
+    (final_test,) = trainer.test(cli.model, cli.datamodule, verbose=False)
+    for subcommand, stage, final in (("validate", "val", final_val), ("test", "test", final_test)):
         evaluated = cli_main([subcommand, "-c", str(run / "config.yaml"), f"--ckpt_path={last}"])
-        stage = "val" if subcommand == "validate" else "test"
         metrics = evaluated.trainer.callback_metrics
-        assert math.isfinite(float(metrics[f"{stage}/psnr"]))
-        assert float(metrics[f"{stage}/psnr"]) == pytest.approx(final["val/psnr"], abs=1e-4)
+        for name in ("psnr", "ssim", "ciede2000", "contrast_ratio", "colorfulness_ratio"):
+            assert math.isfinite(float(metrics[f"{stage}/{name}"])), name
+            assert float(metrics[f"{stage}/{name}"]) == pytest.approx(
+                final[f"{stage}/{name}"], abs=1e-4
+            ), name
+    assert final_val["val/psnr_input"] != pytest.approx(final_test["test/psnr_input"], abs=1e-2)
 
+    # Without predict_dir, `wespe predict` enhances the degraded test photos.
     cli_main(["predict", "-c", str(run / "config.yaml"), f"--ckpt_path={last}"])
     written = sorted((tmp_path / "runs" / "quickstart" / "predictions").glob("*.png"))
-    assert [p.stem for p in written] == sorted(cli.datamodule.heldout_photos)
+    assert [p.stem for p in written] == sorted(cli.datamodule.test_photos)
     enhanced = torchvision.io.read_image(str(written[0]))
-    source = cli.datamodule.eval_set[cli.datamodule.heldout_photos.index(written[0].stem)]["source"]
-    assert enhanced.shape == source.shape  # full held-out image (eval_crop applied), not a patch
+    source = cli.datamodule.test_set[cli.datamodule.test_photos.index(written[0].stem)]["source"]
+    assert enhanced.shape == source.shape  # full test image (eval_crop applied), not a patch
 
     # Your own photos: every image below predict_dir, full size, the folder layout kept.
     photos = tmp_path / "my_photos"
@@ -146,35 +155,82 @@ def write_dped_tree(root: Path, phone: str) -> None:
                 Image.fromarray(array.numpy()).save(target / f"{i}.jpg")
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
-def test_every_config_builds(config, tmp_path, monkeypatch, vgg19_torch_home):
+def _is_piece(config: Path) -> bool:
+    """A config that only changes a full one (``configs/benchmark.yaml``, ``paper.yaml``)."""
+    return "data" not in yaml.safe_load(config.read_text())
+
+
+#: Every full config alone, and every piece in configs/ on top of the quickstart, as the
+#: README uses them (configs/logger/ and configs/trainer/ pieces have tests of their own).
+CONFIG_COMBINATIONS = [
+    (config,) for config in sorted(CONFIGS.glob("*.yaml")) if not _is_piece(config)
+] + [
+    (CONFIGS / "quickstart.yaml", piece)
+    for piece in sorted(CONFIGS.glob("*.yaml"))
+    if _is_piece(piece)
+]
+
+
+@pytest.mark.parametrize(
+    "configs", CONFIG_COMBINATIONS, ids=lambda configs: "+".join(c.name for c in configs)
+)
+def test_every_config_builds(configs, tmp_path, monkeypatch, vgg19_torch_home):
     """Each YAML config parses and instantiates its model, data and trainer.
 
     The DPED configs get a DPED-shaped folder tree and a VGG-19 state dict written here, in the
     places the configs' documentation tells users to put the real ones.
     """
     monkeypatch.setenv("TORCH_HOME", str(vgg19_torch_home))
-    args = [
-        "-c",
-        str(config),
+    args = [arg for config in configs for arg in ("-c", str(config))]
+    args += [
         f"--trainer.default_root_dir={tmp_path}",
         f"--trainer.logger.init_args.save_dir={tmp_path}",
     ]
-    source = yaml.safe_load(config.read_text())
-    if source["data"]["class_path"].endswith("DPEDDataModule"):
-        phone = source["data"]["init_args"]["phone"]
+    sources = [yaml.safe_load(config.read_text()) for config in configs]
+    data_class = sources[0]["data"]["class_path"]
+    if data_class.endswith("DPEDDataModule"):
+        phone = sources[0]["data"]["init_args"]["phone"]
         write_dped_tree(tmp_path / "dped", phone)
         args.append(f"--data.init_args.root={tmp_path / 'dped'}")
     cli = cli_main(args, run=False)
     cli.datamodule.setup("fit")
     batch = next(iter(cli.datamodule.train_dataloader()))
-    patch = source["data"]["init_args"]["patch_size"]
+    patch = cli.datamodule.patch_size
     assert batch["source"].shape[-2:] == (patch, patch)
-    if "max_iterations" in source:
+    iterations = [source["max_iterations"] for source in sources if "max_iterations" in source]
+    if iterations:  # the last config that sets it wins
         steps_per_iteration = type(cli.model).OPTIMIZER_STEPS_PER_ITERATION
-        assert cli.trainer.max_steps == steps_per_iteration * source["max_iterations"]
+        assert cli.trainer.max_steps == steps_per_iteration * iterations[-1]
     with torch.no_grad():
         assert cli.model.generator(batch["source"][:1]).shape == batch["source"][:1].shape
+
+
+def test_the_paper_piece_reverts_every_departure_of_the_quickstart(tmp_path):
+    def build(*configs: str):
+        args = [arg for config in configs for arg in ("-c", str(CONFIGS / config))]
+        return cli_main([*args, f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
+
+    quickstart = build("quickstart.yaml").model
+    paper = build("quickstart.yaml", "paper.yaml").model
+    assert quickstart.generator.output == "residual" and paper.generator.output == "dped"
+    assert paper.inverse_generator.output == "dped"
+    for name in ("texture_discriminator", "color_discriminator"):
+        assert (
+            getattr(quickstart, name).input_statistics and not getattr(paper, name).input_statistics
+        )
+        norms = {type(m).__name__ for m in getattr(paper, name).modules()}
+        assert "InstanceNorm2d" in norms
+    assert paper.tv_loss.loss_weight == 10.0
+    for loss in (paper.color_loss, paper.texture_loss):
+        assert loss.kind == "vanilla" and loss.loss_weight == 5e-3
+    assert paper.generator_ema is None and quickstart.generator_ema is not None
+    for optimizer in paper.configure_optimizers()[0]:
+        assert optimizer.defaults["lr"] == 5e-4 and tuple(optimizer.defaults["betas"]) == (
+            0.9,
+            0.999,
+        )
+    # The data and network sizes stay the quickstart's.
+    assert paper.generator.head[0].out_channels == quickstart.generator.head[0].out_channels
 
 
 def build_dped_config_with_vgg_weights(tmp_path: Path, weights: str):
