@@ -325,3 +325,19 @@ def test_discriminator_input_statistics_reach_the_classifier():
             )
         )
         torch.testing.assert_close(d(x), expected.squeeze(1))
+
+
+@pytest.mark.parametrize("norm", ["spectral", "instance"])
+def test_discriminator_pickles_with_its_weights(norm):
+    """ddp_spawn pickles the model; torch cannot pickle spectral norm's parametrized layers."""
+    import pickle
+
+    torch.manual_seed(0)
+    d = Discriminator(3, widths=SMALL_WIDTHS, fc_features=8, norm=norm, input_statistics=True)
+    d(torch.rand(2, 3, 40, 40))  # a training-mode pass moves spectral norm's power iteration
+    d.eval()
+    copy = pickle.loads(pickle.dumps(d))
+    x = torch.rand(2, 3, 40, 40)
+    assert not copy.training
+    assert copy.state_dict().keys() == d.state_dict().keys()
+    torch.testing.assert_close(copy(x), d(x), rtol=0, atol=0)

@@ -169,6 +169,14 @@ class Discriminator(nn.Module):
     ) -> None:
         super().__init__()
         check_choice("norm", norm, ("instance", "batch", "spectral", "none"))
+        self._arguments = {
+            "in_channels": in_channels,
+            "widths": tuple(widths),
+            "fc_features": fc_features,
+            "norm": norm,
+            "pooled_size": pooled_size,
+            "input_statistics": input_statistics,
+        }
         if len(widths) != 5:
             raise ValueError(f"widths must list 5 conv widths; got {widths}")
         self.in_channels = in_channels
@@ -201,6 +209,13 @@ class Discriminator(nn.Module):
                 if isinstance(module, nn.Conv2d | nn.Linear):
                     nn.utils.parametrizations.spectral_norm(module)
 
+    def __reduce__(self) -> tuple:
+        # torch cannot pickle spectral norm's parametrized layers (ddp_spawn and other
+        # multiprocessing pickle the model): rebuild from the arguments and the weights instead.
+        if self._arguments["norm"] != "spectral":
+            return super().__reduce__()
+        return _rebuild_discriminator, (self._arguments, self.state_dict(), self.training)
+
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
@@ -217,3 +232,12 @@ class Discriminator(nn.Module):
             std, mean = torch.std_mean(x.flatten(2), dim=2)
             features = torch.cat([features, mean, std], dim=1)
         return self.classifier(features).squeeze(1)
+
+
+def _rebuild_discriminator(
+    arguments: dict, state: dict[str, Tensor], training: bool
+) -> Discriminator:
+    """Unpickle a spectral-norm :class:`Discriminator` (see its ``__reduce__``)."""
+    discriminator = Discriminator(**arguments)
+    discriminator.load_state_dict(state)
+    return discriminator.train(training)
