@@ -1,0 +1,206 @@
+"""The README's benchmark tables, read from the ``results.json`` files of ``quality.py`` runs.
+
+    python benchmarks/report.py                          # runs/benchmark and runs/ablation
+
+Expects, under ``--benchmark``: ``headline/`` (``quality.py``), ``length2x/`` and ``length4x/``
+(``--length 2|4 --folds 0 --no-supervised``), ``degradation_mild/`` and ``degradation_strong/``
+(``--degradation mild|strong --folds 0``); under ``--ablation``: one folder per ablation row
+(``--stage val --folds 0 --no-supervised``), ``recipe/`` first. Missing folders are skipped.
+Every figure comes from those files; nothing is computed here but means and differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
+quality = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(quality)
+gain, ciede2000_cut = quality.gain, quality.ciede2000_cut
+
+#: Ablation rows: folder name, what the row changes, and the quality.py arguments after
+#: ``--stage val --folds 0 --seeds 0 1 2 --no-supervised``.
+ABLATION = (
+    ("recipe", "the recipe (configs/quickstart.yaml + configs/benchmark.yaml)", ""),
+    ("photos", "disjoint photos per domain (`domains: photos`)", "`-- --data.init_args.domains=photos`"),
+    ("instance_norm", "instance-norm discriminators (paper)", "`-- ...{texture,color}_discriminator.init_args.norm=instance`"),
+    ("no_statistics", "discriminators without input statistics", "`-- ...{texture,color}_discriminator.init_args.input_statistics=false`"),
+    ("tv10", "TV weight 10 (paper)", "`-- ...tv_loss.init_args.loss_weight=10.0`"),
+    ("gan_weight_5e-3", "GAN weights 5e-3 (paper)", "`-- ...{color,texture}_loss.init_args.loss_weight=0.005`"),
+    ("adam_paper", "Adam lr 5e-4, β₁ 0.9 for both (paper)", "`-- ...{generator,discriminator}_optimizer.init_args.lr=0.0005 ...betas=[0.9,0.999]`"),
+    ("no_ema", "no moving average of G (paper)", "`-- ...ema_decay=null`"),
+    ("vanilla", "cross-entropy GAN instead of LSGAN (paper)", "`-- ...{color,texture}_loss.init_args.kind=vanilla`"),
+    ("dped_output", "DPED output and init instead of identity residual (paper)", "`-- ...{generator,inverse_generator}.init_args.output=dped ...init=dped`"),
+    ("paper", "the paper's recipe: all of the above but the data (configs/paper.yaml)", "`--config configs/quickstart.yaml configs/benchmark.yaml configs/paper.yaml`"),
+)  # fmt: skip
+
+
+def load(folder: Path) -> dict | None:
+    path = folder / "results.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def fold_results(record: dict, fold: str, seeds: list[int]) -> list[dict]:
+    """One fold's entries of the given seeds, each with its seed."""
+    return [
+        {"seed": r["seed"], **f}
+        for r in record["results"]
+        if r["seed"] in seeds
+        for f in r["folds"]
+        if f["fold"] == fold
+    ]
+
+
+def iterations(record: dict) -> int:
+    """Training iterations of a record's WESPE runs: its configs' max_iterations x length."""
+    import yaml
+
+    values = [yaml.safe_load(Path(c).read_text()).get("max_iterations") for c in record["config"]]
+    return round([v for v in values if v is not None][-1] * record["length"])
+
+
+def per_seed(values: list[float], form: str) -> str:
+    return " / ".join(format(v, form) for v in values)
+
+
+def per_fold_table(headline: dict) -> str:
+    lines = [
+        "| test scene | WESPE gain (dB) | supervised gain (dB) | share | CIEDE2000 (input) | "
+        "contrast ratio (input) | colorfulness ratio (input) | seeds meeting the targets |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    seeds = [r["seed"] for r in headline["results"]]
+    for fold in headline["folds"]:
+        entries = fold_results(headline, fold, seeds)
+        w = quality.mean_figures([e["wespe"] for e in entries])
+        s = quality.mean_figures([e["supervised"] for e in entries])
+        met = sum(all(quality.targets(e["wespe"], e["supervised"]).values()) for e in entries)
+        lines.append(
+            f"| {fold} | {gain(w):+.2f} | {gain(s):+.2f} | {gain(w) / gain(s):.0%} | "
+            f"{w['ciede2000']:.2f} ({w['ciede2000_input']:.2f}) | {w['contrast_ratio']:.2f} "
+            f"({w['contrast_ratio_input']:.2f}) | {w['colorfulness_ratio']:.2f} "
+            f"({w['colorfulness_ratio_input']:.2f}) | {met} of {len(entries)} |"
+        )
+    return "\n".join(lines)
+
+
+def length_table(headline: dict, longer: dict[str, dict]) -> str:
+    fold = next(iter(longer.values()))["folds"][0]
+    seeds = next(iter(longer.values()))["seeds"]
+    lines = [
+        f"| length | iterations | PSNR gain per seed {' / '.join(map(str, seeds))} (dB) | "
+        "SSIM per seed | CIEDE2000 per seed | contrast ratio per seed | colorfulness ratio per seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = [("1x", headline)] + list(longer.items())
+    for name, record in rows:
+        entries = fold_results(record, fold, seeds)
+        figures = [e["wespe"] for e in entries]
+        lines.append(
+            f"| {name} | {iterations(record)} | {per_seed([gain(f) for f in figures], '+.2f')} | "
+            f"{per_seed([f['ssim'] for f in figures], '.3f')} | "
+            f"{per_seed([f['ciede2000'] for f in figures], '.2f')} | "
+            f"{per_seed([f['contrast_ratio'] for f in figures], '.2f')} | "
+            f"{per_seed([f['colorfulness_ratio'] for f in figures], '.2f')} |"
+        )
+    return "\n".join(lines)
+
+
+def degradation_table(headline: dict, strengths: dict[str, dict]) -> str:
+    first = next(iter(strengths.values()))
+    fold, seeds = first["folds"][0], first["seeds"]
+    lines = [
+        "| degradation | input PSNR (dB) | WESPE gain per seed (dB) | supervised gain per seed (dB) | "
+        "share of supervised | CIEDE2000 WESPE / supervised (input) | contrast ratio (input) | "
+        "seeds meeting the targets |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    records = {
+        "mild": strengths.get("mild"),
+        "default": headline,
+        "strong": strengths.get("strong"),
+    }
+    for name, record in records.items():
+        if record is None:
+            continue
+        entries = fold_results(record, fold, seeds)
+        w = [e["wespe"] for e in entries]
+        s = [e["supervised"] for e in entries]
+        mean_w, mean_s = quality.mean_figures(w), quality.mean_figures(s)
+        shares = [gain(a) / gain(b) for a, b in zip(w, s, strict=True)]
+        met = sum(all(quality.targets(a, b).values()) for a, b in zip(w, s, strict=True))
+        lines.append(
+            f"| {name} | {mean_w['psnr_input']:.2f} | {per_seed([gain(f) for f in w], '+.2f')} | "
+            f"{per_seed([gain(f) for f in s], '+.2f')} | {per_seed(shares, '.0%')} | "
+            f"{mean_w['ciede2000']:.2f} / {mean_s['ciede2000']:.2f} ({mean_w['ciede2000_input']:.2f}) | "
+            f"{mean_w['contrast_ratio']:.2f} ({mean_w['contrast_ratio_input']:.2f}) | "
+            f"{met} of {len(entries)} |"
+        )
+    return "\n".join(lines)
+
+
+def ablation_table(ablation: Path) -> str:
+    lines = [
+        "| variant | PSNR gain per seed 0 / 1 / 2 (dB) | mean | SSIM change (mean) | CIEDE2000 (mean) | "
+        "contrast ratio per seed | colorfulness ratio (mean) | benchmark arguments |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for folder, what, arguments in ABLATION:
+        record = load(ablation / folder)
+        if record is None:
+            continue
+        figures = [r["wespe"] for r in record["results"]]
+        gains = [gain(f) for f in figures]
+        lines.append(
+            f"| {what} | {per_seed(gains, '+.2f')} | {statistics.mean(gains):+.2f} | "
+            f"{statistics.mean(f['ssim'] - f['ssim_input'] for f in figures):+.3f} | "
+            f"{statistics.mean(f['ciede2000'] for f in figures):.2f} | "
+            f"{per_seed([f['contrast_ratio'] for f in figures], '.2f')} | "
+            f"{statistics.mean(f['colorfulness_ratio'] for f in figures):.2f} | {arguments} |"
+        )
+    first = load(ablation / ABLATION[0][0])
+    if first is not None:
+        f = first["results"][0]["wespe"]
+        lines.append(
+            f"\nThe degraded validation input: PSNR {f['psnr_input']:.2f} dB, SSIM "
+            f"{f['ssim_input']:.4f}, CIEDE2000 {f['ciede2000_input']:.2f}, contrast ratio "
+            f"{f['contrast_ratio_input']:.2f}, colorfulness ratio {f['colorfulness_ratio_input']:.2f}."
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--benchmark", type=Path, default=REPO / "runs" / "benchmark")
+    parser.add_argument("--ablation", type=Path, default=REPO / "runs" / "ablation")
+    args = parser.parse_args(argv)
+    headline = load(args.benchmark / "headline")
+    if headline is not None:
+        print("## Headline\n")
+        print(quality.table(headline["results"], headline["stage"]))
+        print("\n## Per test scene (mean over seeds)\n")
+        print(per_fold_table(headline))
+        longer = {n: load(args.benchmark / f"length{n}") for n in ("2x", "4x")}
+        longer = {n: r for n, r in longer.items() if r is not None}
+        if longer:
+            print("\n## Training length (test photos)\n")
+            print(length_table(headline, longer))
+        strengths = {n: load(args.benchmark / f"degradation_{n}") for n in ("mild", "strong")}
+        strengths = {n: r for n, r in strengths.items() if r is not None}
+        if strengths:
+            print("\n## Degradation strength (test photos)\n")
+            print(degradation_table(headline, strengths))
+    if args.ablation.is_dir():
+        print("\n## Ablation (validation photos)\n")
+        print(ablation_table(args.ablation))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
