@@ -715,6 +715,7 @@ def test_embedded_photo_max_size():
 
 def test_embedded_datamodule_setup():
     kwargs = {"patch_size": 32, "batch_size": 2, "patches_per_epoch": 4, "max_size": 128}
+    kwargs["domains"] = "photos"
     dm = EmbeddedSampleDataModule(**kwargs)
     dm.setup("fit")
     for dataset, names in ((dm.val_set, dm.val_photos), (dm.test_set, dm.test_photos)):
@@ -747,7 +748,8 @@ def test_embedded_datamodule_setup():
 
 def test_embedded_halves_give_each_domain_one_half_of_every_training_photo():
     kwargs = {"max_size": 96, "patch_size": 16, "batch_size": 2, "patches_per_epoch": 4}
-    dm = EmbeddedSampleDataModule(domains="halves", **kwargs)
+    dm = EmbeddedSampleDataModule(**kwargs)  # halves by default
+    assert dm.domains == "halves"
     source, target = dm.load_images()
     names = dm.source_photos + dm.target_photos
     assert len(source) == len(target) == len(names)
@@ -820,7 +822,12 @@ def test_paired_patches_need_matching_lists():
 
 def test_embedded_paired_training_pairs_source_photos_with_their_originals():
     dm = EmbeddedSampleDataModule(
-        patch_size=16, batch_size=2, patches_per_epoch=4, max_size=64, paired_training=True
+        patch_size=16,
+        batch_size=2,
+        patches_per_epoch=4,
+        max_size=64,
+        domains="photos",
+        paired_training=True,
     )
     dm.setup("fit")
     assert isinstance(dm.train_set, PairedPatchDataset)

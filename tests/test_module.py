@@ -33,8 +33,14 @@ def tiny_wespe(cls: type[WESPE] = WESPE, **kwargs) -> WESPE:
 
 
 def tiny_data() -> EmbeddedSampleDataModule:
+    # Whole photos per domain: at 64 px the halves would leave patches little room to move.
     return EmbeddedSampleDataModule(
-        patch_size=32, batch_size=2, patches_per_epoch=8, max_size=64, eval_crop=32
+        patch_size=32,
+        batch_size=2,
+        patches_per_epoch=8,
+        max_size=64,
+        eval_crop=32,
+        domains="photos",
     )
 
 

@@ -199,13 +199,15 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
         test_photos: names for the reported figures (``wespe test``).
         max_size: photos are resized so the longer side is at most this many pixels.
         degradation: the phone degradation.
-        domains: how the training photos make the two domains. ``"photos"``: the source
-            domain is the degraded ``source_photos``, the target domain the clean
-            ``target_photos``. ``"halves"``: every training photo (source and target lists
-            together) gives one half to each domain, the degraded left half to the source and
-            the clean right half to the target (the other way round for every second photo),
-            so both domains show the same scenes, as DPED's two cameras do, and no pixel is
-            ever seen both degraded and clean.
+        domains: how the training photos make the two domains. ``"halves"`` (default): every
+            training photo (source and target lists together) gives one half to each domain,
+            the degraded left half to the source and the clean right half to the target (the
+            other way round for every second photo), so both domains show the same scenes, as
+            DPED's two cameras do, and no pixel is ever seen both degraded and clean.
+            ``"photos"``: the source domain is the degraded ``source_photos``, the target
+            domain the clean ``target_photos``; with a few photos per domain the
+            discriminators then learn the difference between those photos' contents, not the
+            degradation (the README's ablation).
         paired_training: train on aligned (degraded, clean) patches of the source photos
             instead of two unpaired domains. Only for the supervised reference point of the
             benchmark (:class:`~wespe.module.SupervisedEnhancer`); never for WESPE.
@@ -227,7 +229,7 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
         seed: int = 0,
         eval_crop: int | None = None,
         predict_dir: str | None = None,
-        domains: Literal["photos", "halves"] = "photos",
+        domains: Literal["photos", "halves"] = "halves",
         paired_training: bool = False,
     ) -> None:
         super().__init__(
