@@ -22,7 +22,9 @@ clean) under ``--out/--name``.
     python benchmarks/quality.py --stage val --folds 0 --seeds 0 1 2 --no-supervised \\
         --name no_identity -- --model.init_args.identity_loss=null       # an ablation row
 
-Arguments after ``--`` are passed to ``wespe fit`` of WESPE as overrides.
+Arguments after ``--`` are passed to ``wespe fit`` of WESPE as overrides. ``--resume`` reuses
+the fits an interrupted call of the same command finished (each records itself in ``fit.json``
+beside its run folders) and trains only the rest.
 
 The targets (issue #11), per seed: PSNR gain at least 70 % of the supervised model's, a CIEDE2000
 reduction at least half the supervised model's, a luma contrast ratio (std of CIELAB L* of the
@@ -78,6 +80,8 @@ FOLDS = (
 #: Figures of `wespe test`/`validate`, each also with an ``_input`` twin for the degraded input.
 FIGURES = ("psnr", "ssim", "ciede2000", "contrast_ratio", "colorfulness_ratio", "entropy")
 TARGETS = ("psnr_gain>=70%", "ciede2000_cut>=50%", "contrast_0.9-1.1", "ssim_up")
+#: Written beside a finished fit's run folders: the run and its fit time, for ``--resume``.
+FIT_RECORD = "fit.json"
 
 
 def fold_overrides(fold: dict) -> list[str]:
@@ -115,6 +119,30 @@ def fit(configs: list[Path], seed: int, run_root: Path, overrides: list[str]) ->
     start = time.perf_counter()
     cli = cli_main(args)
     return Path(cli.trainer.log_dir), time.perf_counter() - start
+
+
+def finished_fit(run_root: Path) -> tuple[Path, float] | None:
+    """The run folder and fit time a finished fit under ``run_root`` recorded, if any."""
+    record = run_root / FIT_RECORD
+    if not record.is_file():
+        return None
+    fitted = json.loads(record.read_text())
+    run = Path(fitted["run"])
+    return (run, fitted["seconds"]) if (run / "checkpoints" / "last.ckpt").is_file() else None
+
+
+def fit_once(
+    configs: list[Path], seed: int, run_root: Path, overrides: list[str], resume: bool
+) -> tuple[Path, float]:
+    """:func:`fit`, or with ``resume`` the finished fit it already recorded under ``run_root``:
+    a benchmark of hours survives an interrupted session."""
+    if resume and (done := finished_fit(run_root)) is not None:
+        print(f"reusing {done[0]} (fit took {done[1]:.0f} s)")
+        return done
+    run, seconds = fit(configs, seed, run_root, overrides)
+    # Written last, so a record always names a run whose training finished.
+    (run_root / FIT_RECORD).write_text(json.dumps({"run": str(run), "seconds": seconds}))
+    return run, seconds
 
 
 def evaluate(run: Path, stage: str) -> dict[str, float]:
@@ -305,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         "--length", type=float, default=1.0, help="multiply the config's max_iterations"
     )
     parser.add_argument("--name", default="benchmark", help="name of this variant's folder")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the fits an earlier, interrupted call of the same command finished "
+        "(their checkpoints are evaluated again)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "benchmark")
     args = parser.parse_args(argv)
 
@@ -329,18 +363,19 @@ def main(argv: list[str] | None = None) -> int:
             fold = FOLDS[index]
             data = fold_overrides(fold) + degradation_overrides(args.degradation)
             tag = f"seed{seed}_{fold['name']}"
-            run, seconds = fit(
-                args.config, seed, out / f"wespe_{tag}", [*length, *data, *overrides]
+            run, seconds = fit_once(
+                args.config, seed, out / f"wespe_{tag}", [*length, *data, *overrides], args.resume
             )
             entry = {"fold": fold["name"], "wespe_run": str(run), "wespe_seconds": seconds}
             entry["wespe"] = evaluate(run, args.stage)
             if not args.no_supervised:
                 limit = time.strftime("00:%H:%M:%S", time.gmtime(round(seconds)))
-                supervised_run, supervised_seconds = fit(
+                supervised_run, supervised_seconds = fit_once(
                     [args.supervised_config],
                     seed,
                     out / f"supervised_{tag}",
                     [*data, f"--trainer.max_time={limit}"],
+                    args.resume,
                 )
                 entry.update(
                     supervised_run=str(supervised_run),

@@ -182,3 +182,26 @@ def test_report_tables_average_over_seeds_and_keep_each_seed(tmp_path):
     table = report.ablation_table(ablation)
     assert "| +6.00 / +7.00 / +5.00 | +6.00 | +0.050 | 10.00 | 1.00 / 1.00 / 1.00 | 0.90 |" in table
     assert "PSNR 15.00 dB" in table  # the degraded input's figures follow the table
+
+
+def test_resume_reuses_only_finished_fits(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_fit(configs, seed, run_root, overrides):
+        run = run_root / f"version_{len(calls)}"
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+        calls.append(run)
+        return run, 10.0 + len(calls)
+
+    monkeypatch.setattr(quality, "fit", fake_fit)
+    root = tmp_path / "wespe_seed0_motorcycle"
+    first = quality.fit_once([], 0, root, [], resume=True)
+    assert first == (calls[0], 11.0) and len(calls) == 1
+    # The finished fit is reused, with the fit time it recorded.
+    assert quality.fit_once([], 0, root, [], resume=True) == first and len(calls) == 1
+    # Without --resume every call trains.
+    assert quality.fit_once([], 0, root, [], resume=False) == (calls[1], 12.0)
+    # A recorded run whose checkpoint is gone is trained again.
+    (calls[1] / "checkpoints" / "last.ckpt").unlink()
+    assert quality.fit_once([], 0, root, [], resume=True) == (calls[2], 13.0)
