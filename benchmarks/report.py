@@ -91,19 +91,22 @@ def per_fold_table(headline: dict) -> str:
 
 
 def length_table(headline: dict, longer: dict[str, dict]) -> str:
+    """The recipe at 1x (the headline's runs of the same fold and seeds) and longer; each row
+    lists its own seeds, as a longer run may have fewer."""
     fold = next(iter(longer.values()))["folds"][0]
-    seeds = next(iter(longer.values()))["seeds"]
+    seeds = sorted({s for record in longer.values() for s in record["seeds"]})
     lines = [
-        f"| length | iterations | PSNR gain per seed {' / '.join(map(str, seeds))} (dB) | "
-        "SSIM per seed | CIEDE2000 per seed | contrast ratio per seed | colorfulness ratio per seed |",
-        "|---|---|---|---|---|---|---|",
+        "| length | iterations | seeds | PSNR gain (dB) | SSIM | CIEDE2000 | contrast ratio | "
+        "colorfulness ratio |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     rows = [("1x", headline)] + list(longer.items())
     for name, record in rows:
         entries = fold_results(record, fold, seeds)
         figures = [e["wespe"] for e in entries]
         lines.append(
-            f"| {name} | {iterations(record)} | {per_seed([gain(f) for f in figures], '+.2f')} | "
+            f"| {name} | {iterations(record)} | {' / '.join(str(e['seed']) for e in entries)} | "
+            f"{per_seed([gain(f) for f in figures], '+.2f')} | "
             f"{per_seed([f['ssim'] for f in figures], '.3f')} | "
             f"{per_seed([f['ciede2000'] for f in figures], '.2f')} | "
             f"{per_seed([f['contrast_ratio'] for f in figures], '.2f')} | "

@@ -175,6 +175,24 @@ def test_report_tables_average_over_seeds_and_keep_each_seed(tmp_path):
     assert "| motorcycle | +7.00 | +8.00 | 88% |" in table and "| 2 of 2 |" in table
     assert "| rocket | +4.00 | +8.00 | 50% |" in table and "| 0 of 2 |" in table
 
+    # Training length: each row lists the seeds it has (the 4x run has one).
+    configs = [
+        str(SCRIPT.parents[1] / "configs" / n) for n in ("quickstart.yaml", "benchmark.yaml")
+    ]
+    headline.update(config=configs, length=1.0, seeds=[0, 1])
+
+    def longer(length: float, psnrs: dict[int, float]) -> dict:
+        results = [{"seed": s, "folds": [fold("motorcycle", p)]} for s, p in psnrs.items()]
+        return {"config": configs, "length": length, "folds": ["motorcycle"],
+                "seeds": list(psnrs), "results": results}  # fmt: skip
+
+    table = report.length_table(
+        headline, {"2x": longer(2.0, {0: 22.0, 1: 21.5}), "4x": longer(4.0, {0: 22.5})}
+    )
+    assert "| 1x | 1000 | 0 / 1 | +6.00 / +8.00 |" in table
+    assert "| 2x | 2000 | 0 / 1 | +7.00 / +6.50 |" in table
+    assert "| 4x | 4000 | 0 | +7.50 |" in table
+
     ablation = tmp_path / "ablation"
     (ablation / "recipe").mkdir(parents=True)
     record = {"results": [{"wespe": figures(p, 0.65, 10.0, 1.0)} for p in (21.0, 22.0, 20.0)]}
