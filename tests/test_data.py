@@ -857,6 +857,25 @@ def test_image_folder_dataset_names_files_by_relative_path(tmp_path):
     torch.testing.assert_close(items[1]["source"], expected)
 
 
+def test_predictions_of_files_with_one_stem_do_not_overwrite_each_other(tmp_path):
+    from wespe.callbacks import EnhancedImageWriter
+
+    photos = tmp_path / "photos"
+    (photos / "trip").mkdir(parents=True)
+    for name, seed in (("a.jpg", 0), ("a.png", 1), ("trip/b.png", 2)):
+        Image.fromarray(random_uint8((20, 30, 3), seed).numpy()).save(photos / name)
+    dataset = ImageFolderDataset(photos)
+    assert [dataset[i]["name"] for i in range(len(dataset))] == ["a_jpg", "a_png", "trip/b"]
+    batch = {"name": [dataset[i]["name"] for i in range(3)]}
+    images = torch.stack([dataset[i]["source"] for i in range(3)])
+    writer = EnhancedImageWriter(tmp_path / "out")
+    writer.write_on_batch_end(None, None, images, None, batch, 0)
+    written = sorted(
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")
+    )
+    assert written == ["a_jpg.png", "a_png.png", "trip/b.png"]
+
+
 def test_image_folder_dataset_names_a_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         ImageFolderDataset(tmp_path / "nowhere")

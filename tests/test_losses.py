@@ -758,3 +758,16 @@ def test_texture_loss_kinds(kind):
     threshold = 0.5 if kind == "lsgan" else 0.0
     correct = (logits[:3] > threshold).sum() + (logits[3:] < threshold).sum()
     assert_close(accuracy, correct.float() / 5)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: ColorLoss(kernel_size=4),
+        lambda: ColorLoss(sigma=0.0),
+        lambda: GaussianBlur(kernel_size=0),
+    ],
+)
+def test_blur_arguments_are_checked_when_built(build):
+    with pytest.raises(ValueError, match="kernel_size|sigma"):
+        build()

@@ -246,6 +246,22 @@ def test_enhance_keeps_size_and_range():
     assert float(y.min()) >= 0 and float(y.max()) <= 1
 
 
+def test_given_networks_are_kept_even_when_falsy():
+    # An empty nn.Sequential has len 0: `given or default` would replace it.
+    texture, color = nn.Sequential(), nn.Sequential()
+    model = tiny_wespe(texture_discriminator=texture, color_discriminator=color)
+    assert model.texture_discriminator is texture and model.color_discriminator is color
+
+
+def test_enhance_runs_the_enhancer_in_eval_mode_and_restores_the_mode():
+    model = tiny_wespe(ema_decay=None)
+    model.generator = nn.Sequential(nn.Dropout(0.5))  # train mode would zero half the pixels
+    assert model.training
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(model.enhance(x), x)
+    assert model.generator.training and model.training
+
+
 def test_short_training_lowers_content_and_color_losses(tmp_path):
     """G's optimizer really descends its objective: on a fixed batch, after a short run, the
     cycle content loss and the color loss are lower. The discriminators get lr 0 so the color

@@ -159,10 +159,7 @@ def gaussian_blur(x: Tensor, kernel_size: int = 21, sigma: float = 3.0) -> Tenso
         tensor([0.5000])
     """
     _check_image("x", x)
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be a positive odd integer; got {kernel_size}")
-    if sigma <= 0:
-        raise ValueError(f"sigma must be > 0; got {sigma}")
+    _check_blur_arguments(kernel_size, sigma)
     if min(x.shape[-2:]) <= kernel_size // 2:
         raise ValueError(
             f"gaussian_blur with kernel_size={kernel_size} needs H and W > {kernel_size // 2} "
@@ -173,11 +170,20 @@ def gaussian_blur(x: Tensor, kernel_size: int = 21, sigma: float = 3.0) -> Tenso
     )
 
 
+def _check_blur_arguments(kernel_size: int, sigma: float) -> None:
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd integer; got {kernel_size}")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0; got {sigma}")
+
+
 class GaussianBlur(nn.Module):
     """Module twin of :func:`gaussian_blur` with the same arguments."""
 
     def __init__(self, kernel_size: int = 21, sigma: float = 3.0) -> None:
         super().__init__()
+        # Checked here too, so a bad config fails when it is built, not at the first step.
+        _check_blur_arguments(kernel_size, sigma)
         self.kernel_size = kernel_size
         self.sigma = sigma
 

@@ -164,8 +164,18 @@ class EnhancerModule(pl.LightningModule):
 
     @torch.no_grad()
     def enhance(self, x: Tensor) -> Tensor:
-        """Enhanced photos clamped to [0, 1], same shape as ``x``."""
-        return self(x).clamp(0, 1)
+        """Enhanced photos clamped to [0, 1], same shape and device as ``x``.
+
+        Runs :attr:`enhancer` in eval mode on the module's device whatever mode the module is in
+        (a freshly built or loaded module is in train mode), and leaves the mode as it was.
+        """
+        enhancer = self.enhancer
+        was_training = enhancer.training
+        enhancer.eval()
+        try:
+            return self(x.to(self.device)).clamp(0, 1).to(x.device)
+        finally:
+            enhancer.train(was_training)
 
     def distribute_networks(self, wrap: Callable[[nn.Module], nn.Module] | None) -> None:
         """Wrap each of :attr:`TRAINED_NETWORKS` with ``wrap`` (its own DistributedDataParallel,
@@ -408,8 +418,14 @@ class WESPE(EnhancerModule):
         self._save_configuration()
         self.automatic_optimization = False
         self.inverse_generator = inverse_generator if inverse_generator is not None else Generator()
-        self.texture_discriminator = texture_discriminator or Discriminator(in_channels=1)
-        self.color_discriminator = color_discriminator or Discriminator(in_channels=3)
+        self.texture_discriminator = (
+            texture_discriminator
+            if texture_discriminator is not None
+            else Discriminator(in_channels=1)
+        )
+        self.color_discriminator = (
+            color_discriminator if color_discriminator is not None else Discriminator(in_channels=3)
+        )
         self.content_loss = content_loss if content_loss is not None else PerceptualLoss("relu5_4")
         self.tv_loss = tv_loss if tv_loss is not None else TVLoss(p=2, loss_weight=10.0)
         self.color_loss = color_loss if color_loss is not None else ColorLoss(loss_weight=5e-3)

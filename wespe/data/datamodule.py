@@ -270,7 +270,7 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
         self.val_photos = tuple(val_photos)
         self.test_photos = tuple(test_photos)
         self.max_size = max_size
-        self.degradation = degradation or PhoneDegradation()
+        self.degradation = degradation if degradation is not None else PhoneDegradation()
 
     def _degraded(self, name: str) -> Tensor:
         # A fixed seed per photo: the phone domain is the same data in every run.

@@ -7,6 +7,7 @@ Images travel as ``(3, H, W)`` tensors; ``uint8`` while stored, float32 in [0, 1
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -349,7 +350,8 @@ class ImageFolderDataset(Dataset):
     Item ``i`` is ``{"source": x, "index": i, "name": str}``, ``x`` float32 ``(3, H, W)`` in
     [0, 1]. ``name`` is the file's path below ``folder`` without its suffix (``"trip/0001"``), so
     predictions keep the folder's layout and files of the same stem in different folders stay
-    apart.
+    apart. Files of the same stem in one folder keep their suffix in the name, ``.`` written as
+    ``_`` (``trip/0001_jpg``, ``trip/0001_png``), so each gets its own prediction.
 
     Raises:
         FileNotFoundError: ``folder`` does not exist or holds no image file.
@@ -358,6 +360,12 @@ class ImageFolderDataset(Dataset):
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
         self.paths = find_images(self.folder)
+        stems = Counter(path.relative_to(self.folder).with_suffix("") for path in self.paths)
+        self.names = [
+            stem.as_posix() if stems[stem] == 1 else f"{stem.as_posix()}_{path.suffix[1:]}"
+            for path in self.paths
+            for stem in [path.relative_to(self.folder).with_suffix("")]
+        ]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -367,7 +375,7 @@ class ImageFolderDataset(Dataset):
         return {
             "source": _to_float(load_image(path)),
             "index": index,
-            "name": path.relative_to(self.folder).with_suffix("").as_posix(),
+            "name": self.names[index],
         }
 
 
