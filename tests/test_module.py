@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import pytorch_lightning as pl
@@ -236,6 +237,32 @@ def test_sample_grid_reconstructs_through_the_trained_generator():
     assert len(panels) == 4 and panels[1] is enhanced and panels[3] is clean
     torch.testing.assert_close(panels[2], trained)
     assert not torch.allclose(panels[2], through_average)
+
+
+def test_throughput_leaves_validation_time_out(tmp_path):
+    pause = 0.5
+
+    class SlowValidation(WESPE):
+        throughputs: list[float] = []
+
+        def validation_step(self, batch, batch_idx):
+            time.sleep(pause)
+            return super().validation_step(batch, batch_idx)
+
+        def log(self, name, value, *args, **kwargs):
+            if name == "train/images_per_second":
+                self.throughputs.append(float(value))
+            return super().log(name, value, *args, **kwargs)
+
+    model = tiny_wespe(SlowValidation)
+    trainer = tiny_trainer(
+        tmp_path, max_steps=8, val_check_interval=1, limit_val_batches=1, num_sanity_val_steps=0
+    )
+    trainer.fit(model, tiny_data())
+    # Batches of 2 through tiny networks: far more than 2 / pause images per second, unless the
+    # interval spans a validation.
+    assert len(model.throughputs) == 3
+    assert min(model.throughputs) > 2 / pause
 
 
 def test_enhance_keeps_size_and_range():

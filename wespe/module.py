@@ -239,6 +239,12 @@ class EnhancerModule(pl.LightningModule):
         for index, optimizer in enumerate(self.trainer.optimizers):
             self.log(f"train/lr_{self.OPTIMIZER_NAMES[index]}", optimizer.param_groups[0]["lr"])
 
+    def on_validation_end(self) -> None:
+        # Validation and the checkpoint saved after it (callbacks' on_validation_end runs
+        # first) are not training throughput: the next iteration is timed from here.
+        if self._last_batch_end is not None:
+            self._last_batch_end = time.perf_counter()
+
     @staticmethod
     def build_optimizer(
         make: OptimizerCallable | None, parameters: list[nn.Parameter]
