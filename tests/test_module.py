@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from wespe.data import EmbeddedSampleDataModule
-from wespe.losses import ColorLoss, TextureLoss, TVLoss
+from wespe.losses import ColorLoss, PerceptualLoss, TextureLoss, TVLoss
 from wespe.module import WESPE
 from wespe.networks import Discriminator, Generator
 
@@ -145,6 +145,35 @@ def test_default_networks_and_losses_are_the_papers(monkeypatch, vgg19_torch_hom
     optimizers, schedulers = model.configure_optimizers()
     assert [o.defaults["lr"] for o in optimizers] == [5e-4, 5e-4]
     assert schedulers == []
+
+
+def test_frozen_vgg_is_not_checkpoint_state_and_evaluation_needs_no_weights(tmp_path):
+    weights = tmp_path / "vgg.pth"
+    conv = {"features.0.weight": torch.randn(64, 3, 3, 3), "features.0.bias": torch.randn(64)}
+    torch.save(conv, weights)
+
+    def with_vgg() -> WESPE:
+        return tiny_wespe(content_loss=PerceptualLoss("relu1_1", weights=str(weights)))
+
+    model = with_vgg()
+    trainer = tiny_trainer(tmp_path, max_steps=2)
+    trainer.fit(model, tiny_data())
+    torch.testing.assert_close(model.content_loss.vgg.features[0].weight, conv["features.0.weight"])
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    state = torch.load(tmp_path / "model.ckpt", weights_only=True)["state_dict"]
+    assert not any(key.startswith("content_loss.vgg.features") for key in state)
+
+    # Without the weights file: a checkpoint loads and tests; training stops before its first step.
+    weights.unlink()
+    evaluated = with_vgg()
+    evaluated.load_state_dict(state)
+    tested = tiny_trainer(tmp_path, limit_test_batches=1)
+    tested.test(evaluated, tiny_data(), verbose=False)
+    assert "test/psnr" in tested.callback_metrics
+    retrained = tiny_trainer(tmp_path, max_steps=2)
+    with pytest.raises(FileNotFoundError, match="vgg.pth does not exist"):
+        retrained.fit(with_vgg(), tiny_data())
+    assert retrained.global_step == 0
 
 
 def test_one_scheduler_without_the_other_is_refused():

@@ -33,7 +33,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from wespe.losses import ColorLoss, PerceptualLoss, TextureLoss, TVLoss
+from wespe.losses import ColorLoss, PerceptualLoss, TextureLoss, TVLoss, VGG19Features
 from wespe.metrics import IMAGE_FIGURES, image_figures
 from wespe.networks import Discriminator, Generator
 
@@ -211,6 +211,14 @@ class EnhancerModule(pl.LightningModule):
         self.save_hyperparameters(frame=inspect.currentframe().f_back)
         for key in [k for k, v in self.hparams.items() if isinstance(v, nn.Module) or callable(v)]:
             del self.hparams[key]
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            # Frozen loss networks read their weights now, so a missing weights file stops the
+            # run before its first step; evaluation and prediction never need them.
+            for module in self.modules():
+                if isinstance(module, VGG19Features):
+                    module.load_weights()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_states"] = _rng_states()
