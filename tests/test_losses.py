@@ -806,3 +806,17 @@ def test_texture_loss_kinds(kind):
 def test_blur_arguments_are_checked_when_built(build):
     with pytest.raises(ValueError, match="kernel_size|sigma"):
         build()
+
+
+def test_a_crafted_vgg_weights_file_cannot_run_code(tmp_path, monkeypatch):
+    import pickle
+
+    from test_resume import WritesAFile
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "code_ran"
+    torch.save({"features.0.weight": WritesAFile(marker)}, tmp_path / "vgg.pth")
+    vgg = VGG19Features(layers=("relu1_1",), weights=str(tmp_path / "vgg.pth"))
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        vgg.load_weights()
+    assert not marker.exists()

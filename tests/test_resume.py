@@ -4,6 +4,7 @@ checkpoints; resumes continue the same run folder and refuse changed model setti
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import signal
 import subprocess
@@ -192,3 +193,28 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path):
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err.decode()[-3000:]
     assert saved_step(last) == 2 * target
+
+
+class WritesAFile:
+    """Unpickling this touches ``path``: a stand-in for code a crafted checkpoint would run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "test"])
+def test_a_crafted_checkpoint_cannot_run_code(tmp_path, monkeypatch, subcommand):
+    # With this set, torch's own default would unpickle anything.
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "code_ran"
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "payload": WritesAFile(marker)}, crafted)
+    args = ["-c", str(CONFIGS / "quickstart.yaml"), *tiny_overrides(tmp_path)]
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        cli_main([subcommand, *args, f"--ckpt_path={crafted}"])
+    assert not marker.exists()
+    torch.load(crafted, weights_only=False)  # the payload is real: unpickled, it runs
+    assert marker.exists()

@@ -73,6 +73,11 @@ class WESPECLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if "weights_only" in config and config.weights_only is None:
+            # A checkpoint is data, not code: never unpickle arbitrary objects from one, whatever
+            # torch's default (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turns it off). --weights_only
+            # false still opts out, for a trusted checkpoint that needs it.
+            config.weights_only = True
         iterations = config.get("max_iterations")
         if iterations is None:
             return
