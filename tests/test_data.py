@@ -356,15 +356,12 @@ def test_patches_from_files(tmp_path):
 # --------------------------------------------------------------------------- EpochSampler
 
 
-def test_epoch_sampler():
+def test_epoch_sampler_yields_new_patches_every_epoch():
     sampler = EpochSampler(5)
     assert len(sampler) == 5
     assert list(sampler) == list(range(5))
-    sampler.set_epoch(2)
-    assert list(sampler) == list(range(10, 15))
+    assert list(sampler) == list(range(5, 10))
     assert len(sampler) == 5
-    sampler.set_epoch(0)
-    assert list(sampler) == list(range(5))
 
 
 # --------------------------------------------------------------------------- PairedImageDataset
@@ -836,12 +833,13 @@ def test_embedded_paired_training_pairs_source_photos_with_their_originals():
     assert not any(torch.equal(s, o) for s, o in zip(dm.train_set.source, originals, strict=True))
 
 
-def test_epoch_sampler_start_skips_only_the_first_epoch_iterated():
-    sampler = EpochSampler(6, start=4)
-    sampler.set_epoch(2)
-    assert list(sampler) == [16, 17]  # the rest of epoch 2
-    sampler.set_epoch(3)
-    assert list(sampler) == list(range(18, 24))
+def test_epoch_sampler_counts_its_own_epochs_from_its_start():
+    sampler = EpochSampler(6, start=4, epoch=2)
+    iterator = iter(sampler)
+    sampler.set_epoch(5)  # Lightning's epoch number, after the iterator started: ignored
+    assert list(iterator) == [16, 17]  # the rest of epoch 2
+    sampler.set_epoch(7)
+    assert list(sampler) == list(range(18, 24))  # then epoch 3 whole
     with pytest.raises(ValueError, match="start must be in"):
         EpochSampler(6, start=7)
 

@@ -33,7 +33,14 @@ class BatchRecorder(pl.Callback):
         self.batches[pl_module.iteration] = batch["source"].clone()
 
 
-def fit(tmp_path: Path, iterations: int, ckpt_path: Path | None = None, every: int | None = None):
+def fit(
+    tmp_path: Path,
+    iterations: int,
+    ckpt_path: Path | None = None,
+    every: int | None = None,
+    num_workers: int = 0,
+    epoch_end: bool = False,
+):
     torch.manual_seed(0)
     model = tiny_wespe(ema_decay=0.9)
     recorder = BatchRecorder()
@@ -47,6 +54,16 @@ def fit(tmp_path: Path, iterations: int, ckpt_path: Path | None = None, every: i
                 filename="iter{step}",
             )
         )
+    if epoch_end:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=tmp_path / "checkpoints",
+                every_n_epochs=1,
+                save_on_train_epoch_end=True,
+                save_top_k=-1,
+                filename="epoch{epoch}",
+            )
+        )
     trainer = tiny_trainer(
         tmp_path,
         max_steps=2 * iterations,
@@ -54,8 +71,21 @@ def fit(tmp_path: Path, iterations: int, ckpt_path: Path | None = None, every: i
         enable_checkpointing=True,
         deterministic=True,
     )
-    trainer.fit(model, tiny_data(), ckpt_path=ckpt_path)
+    data = tiny_data()
+    data.num_workers = num_workers
+    trainer.fit(model, data, ckpt_path=ckpt_path)
     return model, trainer, recorder
+
+
+def assert_same_training(straight, straight_trainer, resumed, resumed_trainer) -> None:
+    """Bit-identical networks, EMA and optimizer states, and the same step count."""
+    assert resumed_trainer.global_step == straight_trainer.global_step
+    for name, value in straight.state_dict().items():  # all four networks and the EMA
+        assert torch.equal(value, resumed.state_dict()[name]), name
+    for a, b in zip(straight_trainer.optimizers, resumed_trainer.optimizers, strict=True):
+        for state_a, state_b in zip(a.state.values(), b.state.values(), strict=True):
+            for key in state_a:
+                assert torch.equal(state_a[key], state_b[key]), key
 
 
 def test_resumed_run_equals_uninterrupted_run_mid_epoch(tmp_path):
@@ -72,12 +102,36 @@ def test_resumed_run_equals_uninterrupted_run_mid_epoch(tmp_path):
         assert torch.equal(batch, straight_batches.batches[iteration]), iteration
 
     assert resumed_trainer.global_step == straight_trainer.global_step == 12
-    for name, value in straight.state_dict().items():  # all four networks and the EMA
-        assert torch.equal(value, resumed.state_dict()[name]), name
-    for a, b in zip(straight_trainer.optimizers, resumed_trainer.optimizers, strict=True):
-        for state_a, state_b in zip(a.state.values(), b.state.values(), strict=True):
-            for key in state_a:
-                assert torch.equal(state_a[key], state_b[key]), key
+    assert_same_training(straight, straight_trainer, resumed, resumed_trainer)
+
+
+@pytest.mark.parametrize("workers", [2, 0])
+@pytest.mark.parametrize("stop", [9, 8])
+def test_resume_in_a_later_epoch_with_workers_continues_that_epoch(tmp_path, stop, workers):
+    # 4 iterations an epoch: stop at iteration 9, a quarter into epoch 2 (or at 8, its first
+    # batch), and resume to 11 with two worker processes, which fetch batches ahead as soon as
+    # the loader starts.
+    straight, straight_trainer, straight_batches = fit(
+        tmp_path / "a", 11, every=stop, num_workers=workers
+    )
+    checkpoint = tmp_path / "a" / "checkpoints" / f"iterstep={2 * stop}.ckpt"
+    resumed, resumed_trainer, resumed_batches = fit(
+        tmp_path / "b", 11, ckpt_path=checkpoint, num_workers=workers
+    )
+    assert sorted(resumed_batches.batches) == list(range(stop, 11))
+    for iteration, batch in resumed_batches.batches.items():
+        assert torch.equal(batch, straight_batches.batches[iteration]), iteration
+    assert_same_training(straight, straight_trainer, resumed, resumed_trainer)
+
+
+def test_resume_from_an_epoch_end_checkpoint_starts_the_next_epoch(tmp_path):
+    straight, straight_trainer, straight_batches = fit(tmp_path / "a", 11, epoch_end=True)
+    checkpoint = tmp_path / "a" / "checkpoints" / "epochepoch=1.ckpt"  # after iteration 8
+    resumed, resumed_trainer, resumed_batches = fit(tmp_path / "b", 11, ckpt_path=checkpoint)
+    assert sorted(resumed_batches.batches) == [8, 9, 10]
+    for iteration, batch in resumed_batches.batches.items():
+        assert torch.equal(batch, straight_batches.batches[iteration]), iteration
+    assert_same_training(straight, straight_trainer, resumed, resumed_trainer)
 
 
 def test_checkpoint_holds_rng_states(tmp_path):

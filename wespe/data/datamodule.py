@@ -134,28 +134,31 @@ class UnpairedDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             sampler=EpochSampler(
                 self.patches_per_epoch,
-                start=self._resume_offset(),
                 num_replicas=replicas,
                 rank=self.trainer.global_rank if self.trainer else 0,
+                position=self._data_position if self.trainer else None,
             ),
             num_workers=self.num_workers,
             drop_last=True,
             persistent_workers=self.num_workers > 0,
         )
 
-    def _resume_offset(self) -> int:
-        """Patches of the current epoch this process already trained on, when resuming mid-epoch.
+    def _data_position(self) -> tuple[int, int]:
+        """Where the next training iterator starts: the data epoch, and the index of this
+        process's shard of it (``EpochSampler``'s ``position``).
 
-        Every patch is a function of its index, so skipping the indices already used continues
-        the data stream exactly where the interrupted run left it; Lightning's own progress
-        (restored from the checkpoint before the loaders are built) says how far that was.
+        Every patch is a function of its index, so starting after the batches already trained
+        continues the data stream exactly, in a resumed run as in an uninterrupted one. The
+        count is Lightning's progress (restored from the checkpoint before the loaders are
+        built), not its epoch counter, which a resume from a checkpoint saved at an epoch's
+        end leaves out of step with the data.
         """
-        trainer = self.trainer
-        if trainer is None or not trainer.fit_loop.restarting:
-            return 0
         # "processed": a checkpoint saved in on_train_batch_end has the batch processed (its
         # optimizer steps done) but not yet counted as completed.
-        return trainer.fit_loop.epoch_loop.batch_progress.current.processed * self.batch_size
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.total.processed
+        per_epoch = self.patches_per_epoch // self.trainer.world_size // self.batch_size
+        epoch, batches = divmod(done, per_epoch)
+        return epoch, batches * self.batch_size
 
     def _eval_dataloader(self, dataset: PairedImageDataset | None) -> DataLoader | list:
         if dataset is None:

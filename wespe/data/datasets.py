@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -253,15 +253,35 @@ class EpochSampler(DistributedSampler):
 
     With ``num_replicas`` processes, process ``rank`` takes ``i = rank, rank + num_replicas,
     ...`` over the first ``length // num_replicas * num_replicas`` positions, so the shards are
-    disjoint and all the same size (unequal shards would leave DDP waiting). ``start`` skips
-    that many of this process's indices in the first epoch iterated, to continue a resumed
-    epoch where it stopped; later epochs start at 0. Lightning calls :meth:`set_epoch`.
+    disjoint and all the same size (unequal shards would leave DDP waiting).
+
+    Where an iteration starts is decided when it starts, never later: by ``position()``, a
+    callable returning ``(epoch, start)``, if given (the data module passes one computed from
+    the batches trained so far); otherwise the first iteration yields epoch ``epoch`` from
+    this process's ``start``-th index and each later one the next epoch whole. An iteration
+    yields from its start to the end of its epoch. Lightning's :meth:`set_epoch` is ignored:
+    Lightning calls it only after starting the first iterator (whose worker processes fetch
+    batches ahead at once), and after a resume from a checkpoint saved at an epoch's end its
+    epochs no longer match the data's (it runs one batch in a left-over epoch first).
 
     It is a :class:`~torch.utils.data.DistributedSampler` so that Lightning uses it as it is
     under DDP instead of wrapping it in a second, index-shuffling sharder.
+
+    Example:
+        >>> sampler = EpochSampler(6, start=4, epoch=2)
+        >>> list(sampler), list(sampler)  # the rest of epoch 2, then all of epoch 3
+        ([16, 17], [18, 19, 20, 21, 22, 23])
     """
 
-    def __init__(self, length: int, start: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self,
+        length: int,
+        start: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        epoch: int = 0,
+        position: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}); got {rank}")
         self.length = length
@@ -270,16 +290,23 @@ class EpochSampler(DistributedSampler):
         self.per_replica = length // num_replicas
         if not 0 <= start <= self.per_replica:
             raise ValueError(f"start must be in [0, {self.per_replica}]; got {start}")
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0; got {epoch}")
         self.start = start
-        self.epoch = 0
+        self.epoch = epoch
+        self.position = position
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        """Ignored (see the class docstring)."""
 
     def __iter__(self) -> Iterator[int]:
+        epoch, first = self.position() if self.position is not None else (self.epoch, self.start)
+        if not 0 <= first <= self.per_replica:
+            raise ValueError(f"start must be in [0, {self.per_replica}]; got {first}")
+        self.epoch, self.start = epoch + 1, 0
         positions = range(self.rank, self.per_replica * self.num_replicas, self.num_replicas)
-        first, self.start = self.start, 0
-        return iter(self.epoch * self.length + i for i in positions[first:])
+        # A list: every index is fixed now, not when the loader draws it.
+        return iter([epoch * self.length + i for i in positions[first:]])
 
     def __len__(self) -> int:
         return self.per_replica
