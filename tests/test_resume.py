@@ -40,11 +40,12 @@ def fit(
     every: int | None = None,
     num_workers: int = 0,
     epoch_end: bool = False,
+    **trainer_kwargs,
 ):
     torch.manual_seed(0)
     model = tiny_wespe(ema_decay=0.9)
     recorder = BatchRecorder()
-    callbacks = [recorder]
+    callbacks = [recorder, *trainer_kwargs.pop("callbacks", [])]
     if every is not None:
         callbacks.append(
             ModelCheckpoint(
@@ -70,6 +71,7 @@ def fit(
         callbacks=callbacks,
         enable_checkpointing=True,
         deterministic=True,
+        **trainer_kwargs,
     )
     data = tiny_data()
     data.num_workers = num_workers
@@ -121,6 +123,30 @@ def test_resume_in_a_later_epoch_with_workers_continues_that_epoch(tmp_path, sto
     assert sorted(resumed_batches.batches) == list(range(stop, 11))
     for iteration, batch in resumed_batches.batches.items():
         assert torch.equal(batch, straight_batches.batches[iteration]), iteration
+    assert_same_training(straight, straight_trainer, resumed, resumed_trainer)
+
+
+def test_raising_max_iterations_continues_exactly_from_the_final_checkpoint(tmp_path):
+    # Validation every 2 iterations; the first run ends at 5, between two validations, so its
+    # last.ckpt is the one written when training ends.
+    validating = dict(val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=0)
+    straight, straight_trainer, _ = fit(tmp_path / "a", 7, **validating)
+
+    def final_checkpoint(iterations: int) -> pl.Trainer:
+        checkpoint = ModelCheckpoint(dirpath=tmp_path / "b" / "checkpoints", save_last=True)
+        ckpt_path = tmp_path / "b" / "checkpoints" / "last.ckpt"
+        model, trainer, _ = fit(
+            tmp_path / "b",
+            iterations,
+            ckpt_path=ckpt_path if ckpt_path.is_file() else None,
+            callbacks=[checkpoint],
+            **validating,
+        )
+        return model, trainer
+
+    final_checkpoint(5)
+    resumed, resumed_trainer = final_checkpoint(7)
+    assert resumed_trainer.global_step == 14
     assert_same_training(straight, straight_trainer, resumed, resumed_trainer)
 
 
