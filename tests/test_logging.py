@@ -83,6 +83,36 @@ def test_offline_wandb_run_records_metrics_config_and_panels(tmp_path, no_wandb_
     wandb.finish()
 
 
+def test_wandb_resume_finds_its_own_run_keeps_its_name_and_follows_a_moved_checkpoint(
+    tmp_path, no_wandb_setup
+):
+    import wandb
+
+    named = "--trainer.logger.init_args.name=my-run"
+    first = cli_main(wandb_args(tmp_path, named))
+    run_id = first.trainer.logger.version
+    wandb.finish()
+    # A CSV run of the same config, newer: --ckpt_path last must not take its checkpoint.
+    cli_main(["fit", "-c", str(CONFIGS / "quickstart.yaml"), *tiny_overrides(tmp_path)])
+    assert list((tmp_path / "quickstart").glob("*/checkpoints/last.ckpt"))
+
+    resumed = cli_main(wandb_args(tmp_path, named, "--max_iterations=4", "--ckpt_path=last"))
+    assert resumed.trainer.logger.version == run_id
+    assert resumed.trainer.logger.experiment.name == "my-run"  # not renamed to the project
+    assert resumed.trainer.global_step == 8
+    assert (tmp_path / "wespe" / run_id / "checkpoints" / "last.ckpt").is_file()
+    wandb.finish()
+
+    # Moved out of its run folder, the checkpoint still continues its W&B run.
+    moved = tmp_path / "elsewhere" / "model.ckpt"
+    moved.parent.mkdir()
+    (tmp_path / "wespe" / run_id / "checkpoints" / "last.ckpt").rename(moved)
+    again = cli_main(wandb_args(tmp_path, named, "--max_iterations=5", f"--ckpt_path={moved}"))
+    assert again.trainer.logger.version == run_id
+    assert again.trainer.global_step == 10
+    wandb.finish()
+
+
 @pytest.mark.parametrize(
     ("env", "netrc_host", "offline"),
     [
