@@ -54,6 +54,31 @@ class SaveRankState(pl.Callback):
         torch.save(wrapping, self.folder / f"rank{trainer.global_rank}_wrapping.pt")
 
 
+class RankRandomStreams(pl.Callback):
+    """Gives each process its own torch random stream (``seed_offset + rank``, when given) and
+    writes a draw from it per process, at a checkpoint save and at the run's first batch."""
+
+    def __init__(self, folder: Path, seed_offset: int | None = None) -> None:
+        self.folder, self.seed_offset, self.drawn = folder, seed_offset, False
+
+    def draw(self, trainer, when: str) -> None:
+        state = torch.get_rng_state()
+        torch.save(torch.rand(4), self.folder / f"rank{trainer.global_rank}_{when}.pt")
+        torch.set_rng_state(state)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.seed_offset is not None:
+            torch.manual_seed(self.seed_offset + trainer.global_rank)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self.draw(trainer, "save")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if not self.drawn:
+            self.draw(trainer, "start")
+            self.drawn = True
+
+
 def sgd(params):
     return torch.optim.SGD(params, lr=0.5)
 
@@ -136,6 +161,7 @@ def test_ddp_training_keeps_ranks_identical_saves_and_resumes(tmp_path):
         2,
         SaveRankState(tmp_path),
         ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0),
+        RankRandomStreams(tmp_path, seed_offset=100),
     )
     trainer.fit(model, tiny_data())
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
@@ -147,8 +173,20 @@ def test_ddp_training_keeps_ranks_identical_saves_and_resumes(tmp_path):
 
     resumed = tiny_wespe(ema_decay=0.9)
     (tmp_path / "resumed").mkdir()
-    trainer = ddp_trainer(tmp_path / "resumed", 5, 2, SaveRankState(tmp_path / "resumed"))
+    trainer = ddp_trainer(
+        tmp_path / "resumed",
+        5,
+        2,
+        SaveRankState(tmp_path / "resumed"),
+        RankRandomStreams(tmp_path / "resumed"),
+    )
     trainer.fit(resumed, tiny_data(), ckpt_path=checkpoints / "last.ckpt")
+    # Each process continues its own random stream, not rank 0's.
+    for rank in (0, 1):
+        saved = torch.load(tmp_path / f"rank{rank}_save.pt", weights_only=True)
+        started = torch.load(tmp_path / "resumed" / f"rank{rank}_start.pt", weights_only=True)
+        assert torch.equal(saved, started), rank
+    assert len(last["rng_states"]) == 2
     rank0, rank1 = (
         torch.load(tmp_path / "resumed" / f"rank{r}.pt", weights_only=True) for r in (0, 1)
     )

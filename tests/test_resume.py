@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -160,11 +161,42 @@ def test_resume_from_an_epoch_end_checkpoint_starts_the_next_epoch(tmp_path):
     assert_same_training(straight, straight_trainer, resumed, resumed_trainer)
 
 
-def test_checkpoint_holds_rng_states(tmp_path):
-    fit(tmp_path, 2, every=2)
-    checkpoint = torch.load(tmp_path / "checkpoints" / "iterstep=4.ckpt", weights_only=True)
-    assert set(checkpoint["rng_states"]) >= {"python", "numpy", "torch"}
-    assert len(checkpoint["optimizer_states"]) == 2
+class RandomStreams(pl.Callback):
+    """Draws from each global random stream when a checkpoint is saved and at the first batch
+    of a run: a resumed run must start with the draws its checkpoint was saved with."""
+
+    def __init__(self) -> None:
+        self.at_save: list[list] = []
+        self.at_start: list[list] = []
+
+    @staticmethod
+    def draw() -> list:
+        # Drawing moves the streams on; restore them so the run itself is unchanged.
+        state = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        draws = [random.random(), float(np.random.rand()), float(torch.rand(()))]
+        random.setstate(state[0]), np.random.set_state(state[1]), torch.set_rng_state(state[2])
+        return draws
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self.at_save.append(self.draw())
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if not self.at_start:  # the first batch of this run
+            self.at_start.append(self.draw())
+
+
+def test_resume_restores_the_random_streams(tmp_path):
+    saved = RandomStreams()
+    fit(tmp_path / "a", 3, every=3, callbacks=[saved])
+    checkpoint = torch.load(tmp_path / "a" / "checkpoints" / "iterstep=6.ckpt", weights_only=True)
+    assert len(checkpoint["rng_states"]) == 1  # one process
+    random.seed(123), np.random.seed(123), torch.manual_seed(123)  # anything else
+    resumed = RandomStreams()
+    fit(
+        tmp_path / "b", 4, ckpt_path=tmp_path / "a" / "checkpoints" / "iterstep=6.ckpt",
+        callbacks=[resumed],
+    )  # fmt: skip
+    assert resumed.at_start == [saved.at_save[0]]
 
 
 def test_resume_last_continues_the_same_run_folder(tmp_path, monkeypatch):
@@ -298,3 +330,25 @@ def test_a_crafted_checkpoint_cannot_run_code(tmp_path, monkeypatch, subcommand)
     assert not marker.exists()
     torch.load(crafted, weights_only=False)  # the payload is real: unpickled, it runs
     assert marker.exists()
+
+
+def test_gpu_random_state_is_the_process_own_device_and_restores_on_fewer_gpus(monkeypatch):
+    """No GPU here: torch.cuda's state functions are stood in for, to check which device's
+    state is saved and where it goes back (a process on GPU 3, resumed on a 1-GPU machine)."""
+    from wespe import module
+
+    saved_from, restored_to = [], []
+    monkeypatch.setattr(
+        torch.cuda, "get_rng_state", lambda device: saved_from.append(device) or torch.ones(8)
+    )
+    monkeypatch.setattr(
+        torch.cuda, "set_rng_state", lambda state, device: restored_to.append((state, device))
+    )
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", None)  # would fail on fewer GPUs
+    states = module._rng_states(torch.device("cuda", 3))
+    assert saved_from == [torch.device("cuda", 3)]
+    module._set_rng_states(states, torch.device("cuda", 0))
+    assert len(restored_to) == 1 and restored_to[0][1] == torch.device("cuda", 0)
+    assert torch.equal(restored_to[0][0], torch.ones(8))
+    module._set_rng_states(states, torch.device("cpu"))  # a CPU resume leaves CUDA alone
+    assert len(restored_to) == 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import random
 import time
+import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -46,26 +47,29 @@ def _ema_update(decay: float, *args: object) -> None:
     get_ema_multi_avg_fn(decay)(*args)
 
 
-def _rng_states() -> dict:
-    """Python, numpy and torch (CPU and CUDA) random states, in types ``weights_only`` loads."""
+def _rng_states(device: torch.device) -> dict:
+    """Python, numpy and torch random states (CPU, and ``device``'s if it is a GPU), in types
+    ``weights_only`` loads."""
     name, keys, position, has_gauss, cached = np.random.get_state()
     states = {
         "python": random.getstate(),
         "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        states["torch.cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        # This process's GPU only: a machine with fewer GPUs can restore it, and under DDP
+        # each process has its own.
+        states["torch.cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def _set_rng_states(states: dict) -> None:
+def _set_rng_states(states: dict, device: torch.device) -> None:
     random.setstate(states["python"])
     name, keys, position, has_gauss, cached = states["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     torch.set_rng_state(states["torch"])
-    if "torch.cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["torch.cuda"])
+    if "torch.cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["torch.cuda"], device)
 
 
 def run_folder(trainer: pl.Trainer) -> Path:
@@ -147,6 +151,7 @@ class EnhancerModule(pl.LightningModule):
         )
         self._samples: list[Tensor] = []
         self._last_batch_end: float | None = None
+        self._restored_rng_states: dict | None = None
         # A plain dict, not a ModuleDict: the wrappers share the networks' weights and must not
         # add a second copy of them to the state dict.
         self._distributed_networks: dict[str, nn.Module] = {}
@@ -221,7 +226,15 @@ class EnhancerModule(pl.LightningModule):
                     module.load_weights()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rng_states"] = _rng_states()
+        # One entry per process (global rank): only rank 0 writes the file, so under DDP the
+        # others' states are gathered to it (every process saves: Lightning calls this on all).
+        states = _rng_states(self.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[dict | None] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, states)
+            checkpoint["rng_states"] = gathered
+        else:
+            checkpoint["rng_states"] = [states]
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):
                 # Lightning does not keep the W&B run id; the CLI reuses it on resume.
@@ -235,7 +248,26 @@ class EnhancerModule(pl.LightningModule):
             and self._trainer is not None
             and self.trainer.state.fn == "fit"
         ):
-            _set_rng_states(checkpoint["rng_states"])
+            states = checkpoint["rng_states"]
+            states = [states] if isinstance(states, dict) else states  # older checkpoints
+            rank = self.trainer.global_rank
+            if rank < len(states):
+                # Applied when training starts: Lightning builds the data iterator in between,
+                # which draws a seed from torch's generator.
+                self._restored_rng_states = states[rank]
+            else:
+                warnings.warn(
+                    f"The checkpoint holds the random states of {len(states)} processes; "
+                    f"process {rank} of this run continues with its own, so the run is not "
+                    "bit-identical to one that was not interrupted.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+
+    def on_train_start(self) -> None:
+        if self._restored_rng_states is not None:
+            _set_rng_states(self._restored_rng_states, self.device)
+            self._restored_rng_states = None
 
     def on_train_batch_end(self, outputs: object, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Throughput over the whole iteration (data, both steps, logging), and each learning rate.
