@@ -352,3 +352,52 @@ def test_gpu_random_state_is_the_process_own_device_and_restores_on_fewer_gpus(m
     assert torch.equal(restored_to[0][0], torch.ones(8))
     module._set_rng_states(states, torch.device("cpu"))  # a CPU resume leaves CUDA alone
     assert len(restored_to) == 1
+
+
+class NanAtCall(torch.nn.Module):
+    """MSE, but nan at its ``at``-th call."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def forward(self, x, y):
+        self.calls += 1
+        loss = torch.nn.functional.mse_loss(x, y)
+        return loss * float("nan") if self.calls == self.at else loss
+
+
+@pytest.mark.parametrize("term", ["content", "color_d"])
+def test_a_nan_loss_stops_training_naming_it_and_keeps_the_last_finite_checkpoint(tmp_path, term):
+    from wespe.module import NonFiniteLossError
+
+    model = tiny_wespe(ema_decay=0.9, content_loss=NanAtCall(4 if term == "content" else 0))
+    if term == "color_d":
+        discriminator_loss = model.color_loss.discriminator_loss
+        calls = []
+
+        def nan_at_fourth(*args):
+            calls.append(1)
+            loss, accuracy = discriminator_loss(*args)
+            return (loss * float("nan") if len(calls) == 4 else loss), accuracy
+
+        model.color_loss.discriminator_loss = nan_at_fourth
+    checkpoints = tmp_path / "checkpoints"
+    trainer = tiny_trainer(
+        tmp_path,
+        max_steps=20,
+        enable_checkpointing=True,
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=checkpoints, save_last=True, every_n_train_steps=4, save_top_k=0
+            )
+        ],
+    )
+    with pytest.raises(NonFiniteLossError, match=f"train/{term} is nan at iteration 4"):
+        trainer.fit(model, tiny_data())
+    saved = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 4  # iteration 2's, not overwritten when training stopped
+    assert all(
+        torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point()
+    )
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the EMA too

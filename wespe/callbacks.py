@@ -24,7 +24,9 @@ class ModelCheckpoint(_LightningModelCheckpoint):
       training only if it never saved it before; a run whose ``max_iterations`` is not a
       multiple of the validation interval would otherwise end with a stale ``last.ckpt``;
     - ``save_on_exception`` defaults to True: on SIGTERM (preemption) Lightning stops the loop
-      with an exception at the next step, and this saves a resumable checkpoint then.
+      with an exception at the next step, and this saves a resumable checkpoint then; but not
+      on :class:`~wespe.module.NonFiniteLossError` (a loss went nan or inf), so ``last.ckpt``
+      stays the last finite state.
 
     Writes are atomic as Lightning makes them (a local file is written to a temporary file and
     moved into place), so a process killed while saving leaves the previous checkpoint intact.
@@ -32,6 +34,15 @@ class ModelCheckpoint(_LightningModelCheckpoint):
 
     def __init__(self, *args: Any, save_on_exception: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, save_on_exception=save_on_exception, **kwargs)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        from wespe.module import NonFiniteLossError
+
+        # A diverged run is not saved: its last.ckpt stays the last finite state.
+        if not isinstance(exception, NonFiniteLossError):
+            super().on_exception(trainer, pl_module, exception)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:

@@ -38,13 +38,34 @@ from wespe.losses import ColorLoss, PerceptualLoss, TextureLoss, TVLoss, VGG19Fe
 from wespe.metrics import IMAGE_FIGURES, image_figures
 from wespe.networks import Discriminator, Generator
 
-__all__ = ["WESPE", "EnhancerModule", "SupervisedEnhancer"]
+__all__ = ["WESPE", "EnhancerModule", "NonFiniteLossError", "SupervisedEnhancer"]
 
 
 def _ema_update(decay: float, *args: object) -> None:
     # torch's EMA update, behind a module-level function: its closure cannot be pickled, and
     # ddp_spawn (or any copy to another process) pickles the module.
     get_ema_multi_avg_fn(decay)(*args)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss term is nan or inf. Raised before that term's optimizer step, so the
+    networks and the moving average keep finite weights; :class:`wespe.callbacks.ModelCheckpoint`
+    saves nothing on it, so ``last.ckpt`` stays the last finite state."""
+
+
+def check_finite(terms: dict[str, Tensor], iteration: int) -> None:
+    """Raise :class:`NonFiniteLossError` naming the first of ``terms`` that is nan or inf."""
+    values = torch.stack([value.detach().float() for value in terms.values()])
+    if bool(torch.isfinite(values).all()):  # one device sync per check
+        return
+    name, value = next(
+        (n, float(v)) for n, v in zip(terms, values, strict=True) if not v.isfinite()
+    )
+    raise NonFiniteLossError(
+        f"train/{name} is {value} at iteration {iteration}: training stopped before this "
+        "step, and the checkpoints keep the last finite state. Lower the learning rates or "
+        "this term's loss_weight, or set gradient_clip_val, and resume from last.ckpt."
+    )
 
 
 def _rng_states(device: torch.device) -> dict:
@@ -565,6 +586,7 @@ class WESPE(EnhancerModule):
         # discriminators no gradient, and the discriminator step sees only a detached G(x).
         self.toggle_optimizer(generator_optimizer)
         enhanced, generator_terms = self.generator_losses(source)
+        check_finite(generator_terms, self.iteration + 1)
         generator_total = sum(generator_terms.values())
         self._step(generator_optimizer, generator_total)
         self.untoggle_optimizer(generator_optimizer)
@@ -572,6 +594,9 @@ class WESPE(EnhancerModule):
 
         self.toggle_optimizer(discriminator_optimizer)
         discriminator_terms = self.discriminator_losses(target, enhanced)
+        check_finite(
+            {k: discriminator_terms[k] for k in ("color_d", "texture_d")}, self.iteration + 1
+        )
         self._step(
             discriminator_optimizer,
             discriminator_terms["color_d"] + discriminator_terms["texture_d"],
@@ -642,6 +667,7 @@ class SupervisedEnhancer(EnhancerModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.loss(self.trained("generator")(batch["source"]), batch["target"])
+        check_finite({"loss": loss}, self.iteration + 1)
         self.log("train/loss", loss.detach(), prog_bar=True)
         self.log("train/iteration", float(self.iteration + 1))
         return loss
