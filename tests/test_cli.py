@@ -267,7 +267,18 @@ def test_null_on_the_command_line_gives_none_for_optional_paths(tmp_path):
 
 def test_a_failing_constructor_is_reported_with_its_own_error(tmp_path):
     # jsonargparse wraps it in nested "Does not validate against any of the Union subtypes"
-    # errors; the CLI raises the constructor's own one, here the message naming the file.
+    # errors; the CLI raises the constructor's own one, here the message naming the argument.
+    with pytest.raises(ValueError, match="kernel_size must be a positive odd integer; got 4"):
+        cli_main(
+            ["-c", str(CONFIGS / "quickstart.yaml"), f"--trainer.default_root_dir={tmp_path}",
+             "--model.init_args.color_loss.init_args.kernel_size=4"],
+            run=False,
+        )  # fmt: skip
+
+
+def test_a_missing_vgg_weights_file_stops_fit_before_the_first_step(tmp_path):
+    # The weights are read when training starts (evaluation never needs them).
     missing = tmp_path / "vgg19.pth"
+    cli = build_dped_config_with_vgg_weights(tmp_path, str(missing))
     with pytest.raises(FileNotFoundError, match="VGG-19 weights file .*vgg19.pth does not exist"):
-        build_dped_config_with_vgg_weights(tmp_path, str(missing))
+        cli.model.setup("fit")

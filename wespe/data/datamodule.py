@@ -29,9 +29,9 @@ from wespe.data.datasets import (
     degrade_photo,
     dped_folders,
     embedded_photo,
-    find_images,
     load_image,
     paired_by_name,
+    scan_images,
 )
 from wespe.data.degrade import PhoneDegradation
 
@@ -364,8 +364,10 @@ class FolderDataModule(UnpairedDataModule):
         self.preload = preload
 
     def load_images(self) -> tuple[list[ImageItem], list[ImageItem]]:
-        source: list[ImageItem] = list(find_images(self.source_dir))
-        target: list[ImageItem] = list(find_images(self.target_dir))
+        # Checked once here: a file that cannot be used is skipped and reported, never met
+        # mid-run; a resume sees the same files.
+        source: list[ImageItem] = list(scan_images(self.source_dir, self.patch_size).usable)
+        target: list[ImageItem] = list(scan_images(self.target_dir, self.patch_size).usable)
         if self.preload:
             source = [load_image(p) for p in source]
             target = [load_image(p) for p in target]
