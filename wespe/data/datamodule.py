@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from wespe._checks import check_choice
+from wespe._lightning import batches_trained
 from wespe.data.datasets import (
     EMBEDDED_PHOTOS,
     EpochSampler,
@@ -153,9 +154,7 @@ class UnpairedDataModule(pl.LightningDataModule):
         built), not its epoch counter, which a resume from a checkpoint saved at an epoch's
         end leaves out of step with the data.
         """
-        # "processed": a checkpoint saved in on_train_batch_end has the batch processed (its
-        # optimizer steps done) but not yet counted as completed.
-        done = self.trainer.fit_loop.epoch_loop.batch_progress.total.processed
+        done = batches_trained(self.trainer)
         per_epoch = self.patches_per_epoch // self.trainer.world_size // self.batch_size
         epoch, batches = divmod(done, per_epoch)
         return epoch, batches * self.batch_size
