@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 import yaml
-from conftest import CONFIGS
+from conftest import CONFIGS, tiny_overrides
 from jsonargparse import ArgumentParser
 from PIL import Image
 
@@ -282,3 +282,18 @@ def test_a_missing_vgg_weights_file_stops_fit_before_the_first_step(tmp_path):
     cli = build_dped_config_with_vgg_weights(tmp_path, str(missing))
     with pytest.raises(FileNotFoundError, match="VGG-19 weights file .*vgg19.pth does not exist"):
         cli.model.setup("fit")
+
+
+def test_config_errors_name_the_field_before_training(tmp_path, capsys):
+    base = ["fit", "-c", str(CONFIGS / "quickstart.yaml"), *tiny_overrides(tmp_path)]
+    with pytest.raises(ValueError, match=r"generator_optimizer: Invalid learning rate: -0.1"):
+        cli_main([*base, "--model.init_args.generator_optimizer.init_args.lr=-0.1"])
+    assert not list(tmp_path.rglob("*.ckpt"))  # stopped before any training step
+    with pytest.raises(SystemExit):
+        cli_main([*base, "--model.init_args.no_such_setting=1"])
+    assert "no_such_setting" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown VGG-19 layer 'relu9_9'; choose from .*relu5_4"):
+        cli_main(
+            [*base, "--model.init_args.content_loss="
+             "{class_path: wespe.losses.PerceptualLoss, init_args: {layer: relu9_9, weights: null}}"],
+        )  # fmt: skip

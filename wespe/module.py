@@ -308,10 +308,17 @@ class EnhancerModule(pl.LightningModule):
 
     @staticmethod
     def build_optimizer(
-        make: OptimizerCallable | None, parameters: list[nn.Parameter]
+        make: OptimizerCallable | None, parameters: list[nn.Parameter], field: str = "optimizer"
     ) -> torch.optim.Optimizer:
-        """``make(parameters)``, or the paper's Adam with lr 5e-4 when no optimizer is given."""
-        return make(parameters) if make is not None else torch.optim.Adam(parameters, lr=5e-4)
+        """``make(parameters)``, or the paper's Adam with lr 5e-4 when no optimizer is given.
+        A setting the optimizer refuses (a negative learning rate) is reported with the
+        config field ``model.init_args.<field>``, before training starts."""
+        if make is None:
+            return torch.optim.Adam(parameters, lr=5e-4)
+        try:
+            return make(parameters)
+        except ValueError as error:
+            raise ValueError(f"model.init_args.{field}: {error}") from error
 
     def update_ema(self) -> None:
         """Fold the generator's current weights into the moving average (if any)."""
@@ -517,8 +524,14 @@ class WESPE(EnhancerModule):
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
         optimizers = [
-            self.build_optimizer(self.generator_optimizer, self.generator_parameters),
-            self.build_optimizer(self.discriminator_optimizer, self.discriminator_parameters),
+            self.build_optimizer(
+                self.generator_optimizer, self.generator_parameters, "generator_optimizer"
+            ),
+            self.build_optimizer(
+                self.discriminator_optimizer,
+                self.discriminator_parameters,
+                "discriminator_optimizer",
+            ),
         ]
         schedulers = [
             make(optimizer)
