@@ -401,3 +401,35 @@ def test_a_nan_loss_stops_training_naming_it_and_keeps_the_last_finite_checkpoin
         torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point()
     )
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the EMA too
+
+
+def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    import errno
+
+    from wespe import callbacks
+
+    checkpoints = tmp_path / "checkpoints"
+
+    def run(iterations: int, ckpt_path: Path | None = None) -> None:
+        trainer = tiny_trainer(
+            tmp_path,
+            max_steps=2 * iterations,
+            enable_checkpointing=True,
+            callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0)],
+        )
+        trainer.fit(tiny_wespe(), tiny_data(), ckpt_path=ckpt_path)
+        assert isinstance(trainer.strategy.checkpoint_io, callbacks.AtomicCheckpointIO)
+
+    run(1)
+    before = (checkpoints / "last.ckpt").read_bytes()
+
+    def disk_full(file, data):
+        file.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(callbacks, "_write", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run(2, ckpt_path=checkpoints / "last.ckpt")
+    assert (checkpoints / "last.ckpt").read_bytes() == before
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt"]  # no temporary left
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 2
