@@ -176,6 +176,26 @@ def test_frozen_vgg_is_not_checkpoint_state_and_evaluation_needs_no_weights(tmp_
     assert retrained.global_step == 0
 
 
+def test_batch_norm_discriminators_keep_running_statistics_of_their_own_step_only():
+    model = tiny_wespe(
+        texture_discriminator=Discriminator(1, widths=(4, 4, 4, 4, 4), fc_features=8, norm="batch"),
+        color_discriminator=Discriminator(3, widths=(4, 4, 4, 4, 4), fc_features=8, norm="batch"),
+    )
+    model.train()
+
+    def running(network):
+        return [b.clone() for n, b in network.named_buffers() if "running" in n]
+
+    before = running(model.color_discriminator) + running(model.texture_discriminator)
+    enhanced, terms = model.generator_losses(torch.rand(2, 3, 32, 32))
+    after_generator = running(model.color_discriminator) + running(model.texture_discriminator)
+    assert all(torch.equal(a, b) for a, b in zip(before, after_generator, strict=True))
+    assert torch.isfinite(terms["color_g"])
+    model.discriminator_losses(torch.rand(2, 3, 32, 32), enhanced.detach())
+    after_discriminator = running(model.color_discriminator) + running(model.texture_discriminator)
+    assert not all(torch.equal(a, b) for a, b in zip(before, after_discriminator, strict=True))
+
+
 def test_one_scheduler_without_the_other_is_refused():
     model = tiny_wespe(generator_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1))
     with pytest.raises(ValueError, match="generator_scheduler and discriminator_scheduler"):

@@ -19,7 +19,8 @@ import inspect
 import random
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -45,6 +46,27 @@ def _ema_update(decay: float, *args: object) -> None:
     # torch's EMA update, behind a module-level function: its closure cannot be pickled, and
     # ddp_spawn (or any copy to another process) pickles the module.
     get_ema_multi_avg_fn(decay)(*args)
+
+
+@contextmanager
+def batch_statistics_kept(*networks: nn.Module) -> Iterator[None]:
+    """Batch-norm layers of ``networks`` normalise with batch statistics as in training, but
+    their running statistics are left as they were.
+
+    The generator step shows the discriminators fakes alone; their running statistics should
+    describe what they are trained on (their own step: real and fake batches), not that.
+    (They normalise with batch statistics either way: the same view as in their own step.)
+    """
+    kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+    layers = [m for network in networks for m in network.modules() if isinstance(m, kinds)]
+    saved = [{k: v.clone() for k, v in layer.named_buffers(recurse=False)} for layer in layers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for layer, buffers in zip(layers, saved, strict=True):
+                for name, value in buffers.items():
+                    getattr(layer, name).copy_(value)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -568,11 +590,14 @@ class WESPE(EnhancerModule):
         reconstructed = self.trained("inverse_generator")(enhanced)
         # The discriminators judge G(x) here but are not trained by this loss: their own DDP
         # wrappers would wait for weight gradients that this backward pass never computes.
+        with batch_statistics_kept(self.color_discriminator, self.texture_discriminator):
+            color_g = self.color_loss.generator_loss(self.color_discriminator, enhanced)
+            texture_g = self.texture_loss.generator_loss(self.texture_discriminator, enhanced)
         terms = {
             "content": self.content_loss(reconstructed, source),
             "tv": self.tv_loss(enhanced),
-            "color_g": self.color_loss.generator_loss(self.color_discriminator, enhanced),
-            "texture_g": self.texture_loss.generator_loss(self.texture_discriminator, enhanced),
+            "color_g": color_g,
+            "texture_g": texture_g,
         }
         return enhanced, terms
 
