@@ -297,3 +297,28 @@ def test_config_errors_name_the_field_before_training(tmp_path, capsys):
             [*base, "--model.init_args.content_loss="
              "{class_path: wespe.losses.PerceptualLoss, init_args: {layer: relu9_9, weights: null}}"],
         )  # fmt: skip
+
+
+#: Every YAML file under configs/, pieces in subfolders included.
+EVERY_CONFIG = sorted(CONFIGS.rglob("*.yaml"))
+
+
+def test_every_yaml_under_configs_parses(tmp_path):
+    """Each full config alone and each piece (benchmark.yaml, paper.yaml, logger/, trainer/) on
+    top of the quickstart parses and validates against the classes it names. (Building them
+    is tested above and in the DDP and logging tests; trainer/ddp.yaml asks for GPUs.)"""
+    assert {p.relative_to(CONFIGS).as_posix() for p in EVERY_CONFIG} >= {
+        "logger/wandb.yaml", "trainer/ddp.yaml", "trainer/ddp_cpu.yaml", "benchmark.yaml",
+    }  # fmt: skip
+    parser = cli_main(
+        ["-c", str(CONFIGS / "quickstart.yaml"), f"--trainer.default_root_dir={tmp_path}"],
+        run=False,
+    ).parser
+    for config in EVERY_CONFIG:
+        first = [] if not _is_piece(config) else ["-c", str(CONFIGS / "quickstart.yaml")]
+        parsed = parser.parse_args([*first, "-c", str(config)])
+        piece = yaml.safe_load(config.read_text())
+        for section in ("trainer", "model", "data"):
+            for key, value in (piece.get(section) or {}).items():
+                if not isinstance(value, dict | list):  # a plain setting arrives as written
+                    assert parsed[section][key] == value, (config.name, section, key)

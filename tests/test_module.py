@@ -100,6 +100,38 @@ def test_each_optimizer_changes_only_its_own_networks(tmp_path):
     }
 
 
+class DiscriminatorGradients(WESPE):
+    """Records, at the generator's optimizer step, whether the generator's backward pass
+    changed any discriminator gradient (toggling must keep them out of it)."""
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self.grads_before = self.discriminator_grads()
+
+    def discriminator_grads(self):
+        return [
+            None if p.grad is None else p.grad.clone()
+            for name in ("color_discriminator", "texture_discriminator")
+            for p in getattr(self, name).parameters()
+        ]
+
+    def on_before_optimizer_step(self, optimizer):
+        if optimizer is self.optimizers()[0].optimizer:  # the generator's step
+            after = self.discriminator_grads()
+            self.touched = getattr(self, "touched", []) + [
+                any(
+                    (a is None) != (b is None) or (a is not None and not torch.equal(a, b))
+                    for a, b in zip(self.grads_before, after, strict=True)
+                )
+            ]
+        super().on_before_optimizer_step(optimizer)
+
+
+def test_the_generator_step_leaves_discriminator_gradients_alone(tmp_path):
+    model = tiny_wespe(DiscriminatorGradients)
+    tiny_trainer(tmp_path, max_steps=4).fit(model, tiny_data())
+    assert model.touched == [False, False]  # both iterations, including after a D step
+
+
 def test_global_step_counts_two_optimizer_steps_per_iteration(tmp_path):
     model = tiny_wespe()
     batches = []
@@ -376,6 +408,25 @@ def test_ema_generator_is_what_evaluation_uses(tmp_path):
     y = model.enhance(x)
     assert torch.equal(y, average(x).clamp(0, 1))
     assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_ema_follows_the_generator_once_per_iteration_with_its_decay(tmp_path):
+    decay = 0.5
+    model = tiny_wespe(ema_decay=decay)
+    after_each_iteration = []
+    model.on_train_batch_end = lambda *args: after_each_iteration.append(
+        {k: v.detach().clone() for k, v in model.generator.state_dict().items()}
+    )
+    tiny_trainer(tmp_path, max_steps=2 * 3).fit(model, tiny_data())
+    assert len(after_each_iteration) == 3
+    # torch's AveragedModel: the first update copies G, later ones blend with the decay.
+    expected = dict(after_each_iteration[0])
+    for weights in after_each_iteration[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in expected}
+    average = model.generator_ema.module.state_dict()
+    for name, value in expected.items():
+        torch.testing.assert_close(average[name], value, rtol=1e-6, atol=1e-7, msg=name)
+    assert int(model.generator_ema.n_averaged) == 3
 
 
 def test_bad_ema_decay_is_refused():
