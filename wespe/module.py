@@ -307,6 +307,13 @@ class EnhancerModule(pl.LightningModule):
                     stacklevel=2,
                 )
 
+    def _check_finite(self, terms: dict[str, Tensor]) -> None:
+        """:func:`check_finite`, except under a GradScaler (16-mixed): there an overflowing
+        fp16 loss is expected now and then, and the scaler skips that step and halves its
+        scale, as torch and Lightning intend."""
+        if getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            check_finite(terms, self.iteration + 1)
+
     def on_train_start(self) -> None:
         if self._restored_rng_states is not None:
             _set_rng_states(self._restored_rng_states, self.device)
@@ -624,7 +631,7 @@ class WESPE(EnhancerModule):
         # discriminators no gradient, and the discriminator step sees only a detached G(x).
         self.toggle_optimizer(generator_optimizer)
         enhanced, generator_terms = self.generator_losses(source)
-        check_finite(generator_terms, self.iteration + 1)
+        self._check_finite(generator_terms)
         generator_total = sum(generator_terms.values())
         self._step(generator_optimizer, generator_total)
         self.untoggle_optimizer(generator_optimizer)
@@ -632,9 +639,7 @@ class WESPE(EnhancerModule):
 
         self.toggle_optimizer(discriminator_optimizer)
         discriminator_terms = self.discriminator_losses(target, enhanced)
-        check_finite(
-            {k: discriminator_terms[k] for k in ("color_d", "texture_d")}, self.iteration + 1
-        )
+        self._check_finite({k: discriminator_terms[k] for k in ("color_d", "texture_d")})
         self._step(
             discriminator_optimizer,
             discriminator_terms["color_d"] + discriminator_terms["texture_d"],
@@ -705,7 +710,7 @@ class SupervisedEnhancer(EnhancerModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.loss(self.trained("generator")(batch["source"]), batch["target"])
-        check_finite({"loss": loss}, self.iteration + 1)
+        self._check_finite({"loss": loss})
         self.log("train/loss", loss.detach(), prog_bar=True)
         self.log("train/iteration", float(self.iteration + 1))
         return loss
