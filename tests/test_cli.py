@@ -23,6 +23,7 @@ def run_dir_of(cli) -> Path:
     return Path(cli.trainer.log_dir)
 
 
+@pytest.mark.slow
 def test_fit_writes_run_folder_and_can_be_validated_tested_and_predicted(
     tmp_path, quickstart_args, monkeypatch
 ):

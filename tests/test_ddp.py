@@ -106,6 +106,7 @@ def test_epoch_sampler_shards_are_disjoint_and_equal():
     assert sorted(i for s in shards for i in s) == list(range(9))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_ddp_step_equals_single_process_with_the_double_batch(tmp_path, strategy):
     # 2 ranks x batch 2 against 1 process x batch 4: the same 4 patches (the sampler gives
@@ -152,6 +153,7 @@ def test_per_network_ddp_refuses_modules_it_cannot_wrap():
         strategy.configure_ddp()
 
 
+@pytest.mark.slow
 def test_ddp_training_keeps_ranks_identical_saves_and_resumes(tmp_path):
     checkpoints = tmp_path / "checkpoints"
     model = tiny_wespe(ema_decay=0.9)
@@ -213,6 +215,7 @@ def run_wespe(tmp_path: Path, iterations: int, *extra: str) -> subprocess.Comple
     return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_ddp_run_writes_once_and_resumes(tmp_path):
     done = run_wespe(tmp_path, 4)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -230,6 +233,7 @@ def test_cli_ddp_run_writes_once_and_resumes(tmp_path):
     assert torch.load(last, weights_only=True)["global_step"] == 12
 
 
+@pytest.mark.slow
 def test_ddp_benchmark_counts_what_each_strategy_all_reduces(tmp_path, monkeypatch):
     # The README's claim in numbers: per network, each iteration all-reduces every trained
     # parameter once; the whole-module wrapper twice (all buckets in both steps). Same weights.
@@ -265,6 +269,7 @@ def test_ddp_config_builds_either_strategy(tmp_path, override, expected):
     assert cli.trainer.num_devices == 2
 
 
+@pytest.mark.slow
 def test_per_network_ddp_also_trains_the_automatic_optimization_module(tmp_path):
     # SupervisedEnhancer: one network, Lightning's automatic optimization. Its step over 2 ranks
     # with batch 2 each equals one process with batch 4, as for WESPE.

@@ -43,6 +43,7 @@ def wandb_args(tmp_path: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_offline_wandb_run_records_metrics_config_and_panels(tmp_path, no_wandb_setup):
     import wandb
 
@@ -83,6 +84,7 @@ def test_offline_wandb_run_records_metrics_config_and_panels(tmp_path, no_wandb_
     wandb.finish()
 
 
+@pytest.mark.slow
 def test_wandb_resume_finds_its_own_run_keeps_its_name_and_follows_a_moved_checkpoint(
     tmp_path, no_wandb_setup
 ):
@@ -157,6 +159,7 @@ def settings_that_differ(out: str) -> list[str]:
     return [row.split("|")[1].strip() for row in rows if row.startswith("|")]
 
 
+@pytest.mark.slow
 def test_compare_a_csv_run_with_a_wandb_run_lists_exactly_their_one_change(
     tmp_path, no_wandb_setup, capsys
 ):

@@ -179,6 +179,7 @@ def test_default_networks_and_losses_are_the_papers(monkeypatch, vgg19_torch_hom
     assert schedulers == []
 
 
+@pytest.mark.slow
 def test_frozen_vgg_is_not_checkpoint_state_and_evaluation_needs_no_weights(tmp_path):
     weights = tmp_path / "vgg.pth"
     conv = {"features.0.weight": torch.randn(64, 3, 3, 3), "features.0.bias": torch.randn(64)}

@@ -267,6 +267,7 @@ def saved_step(path: Path) -> int:
     return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_corrupts_last_and_resumes(tmp_path):
     config = write_config(tmp_path, every_iteration=True)
     last = tmp_path / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
@@ -289,6 +290,7 @@ def test_sigkill_at_random_moments_never_corrupts_last_and_resumes(tmp_path):
     assert not (tmp_path / "quickstart" / "version_1").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path):
     config = write_config(tmp_path, every_iteration=False)
     run = tmp_path / "quickstart" / "version_0"
