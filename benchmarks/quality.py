@@ -276,7 +276,9 @@ def grid(pairs: list[tuple[Path, Path | None]], out: Path) -> None:
         runs = [wespe_run] + ([supervised_run] if supervised_run is not None else [])
         models = [
             import_class(yaml.safe_load((run / "config.yaml").read_text())["model"]["class_path"])
-            .load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
+            .load_from_checkpoint(
+                run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+            )
             .eval()
             for run in runs
         ]

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 import yaml
-from conftest import CONFIGS
+from conftest import CONFIGS, tiny_overrides
 from jsonargparse import ArgumentParser
 from PIL import Image
 
@@ -23,6 +23,7 @@ def run_dir_of(cli) -> Path:
     return Path(cli.trainer.log_dir)
 
 
+@pytest.mark.slow
 def test_fit_writes_run_folder_and_can_be_validated_tested_and_predicted(
     tmp_path, quickstart_args, monkeypatch
 ):
@@ -267,7 +268,58 @@ def test_null_on_the_command_line_gives_none_for_optional_paths(tmp_path):
 
 def test_a_failing_constructor_is_reported_with_its_own_error(tmp_path):
     # jsonargparse wraps it in nested "Does not validate against any of the Union subtypes"
-    # errors; the CLI raises the constructor's own one, here the message naming the file.
+    # errors; the CLI raises the constructor's own one, here the message naming the argument.
+    with pytest.raises(ValueError, match="kernel_size must be a positive odd integer; got 4"):
+        cli_main(
+            ["-c", str(CONFIGS / "quickstart.yaml"), f"--trainer.default_root_dir={tmp_path}",
+             "--model.init_args.color_loss.init_args.kernel_size=4"],
+            run=False,
+        )  # fmt: skip
+
+
+def test_a_missing_vgg_weights_file_stops_fit_before_the_first_step(tmp_path):
+    # The weights are read when training starts (evaluation never needs them).
     missing = tmp_path / "vgg19.pth"
+    cli = build_dped_config_with_vgg_weights(tmp_path, str(missing))
     with pytest.raises(FileNotFoundError, match="VGG-19 weights file .*vgg19.pth does not exist"):
-        build_dped_config_with_vgg_weights(tmp_path, str(missing))
+        cli.model.setup("fit")
+
+
+def test_config_errors_name_the_field_before_training(tmp_path, capsys):
+    base = ["fit", "-c", str(CONFIGS / "quickstart.yaml"), *tiny_overrides(tmp_path)]
+    with pytest.raises(ValueError, match=r"generator_optimizer: Invalid learning rate: -0.1"):
+        cli_main([*base, "--model.init_args.generator_optimizer.init_args.lr=-0.1"])
+    assert not list(tmp_path.rglob("*.ckpt"))  # stopped before any training step
+    with pytest.raises(SystemExit):
+        cli_main([*base, "--model.init_args.no_such_setting=1"])
+    assert "no_such_setting" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown VGG-19 layer 'relu9_9'; choose from .*relu5_4"):
+        cli_main(
+            [*base, "--model.init_args.content_loss="
+             "{class_path: wespe.losses.PerceptualLoss, init_args: {layer: relu9_9, weights: null}}"],
+        )  # fmt: skip
+
+
+#: Every YAML file under configs/, pieces in subfolders included.
+EVERY_CONFIG = sorted(CONFIGS.rglob("*.yaml"))
+
+
+def test_every_yaml_under_configs_parses(tmp_path):
+    """Each full config alone and each piece (benchmark.yaml, paper.yaml, logger/, trainer/) on
+    top of the quickstart parses and validates against the classes it names. (Building them
+    is tested above and in the DDP and logging tests; trainer/ddp.yaml asks for GPUs.)"""
+    assert {p.relative_to(CONFIGS).as_posix() for p in EVERY_CONFIG} >= {
+        "logger/wandb.yaml", "trainer/ddp.yaml", "trainer/ddp_cpu.yaml", "benchmark.yaml",
+    }  # fmt: skip
+    parser = cli_main(
+        ["-c", str(CONFIGS / "quickstart.yaml"), f"--trainer.default_root_dir={tmp_path}"],
+        run=False,
+    ).parser
+    for config in EVERY_CONFIG:
+        first = [] if not _is_piece(config) else ["-c", str(CONFIGS / "quickstart.yaml")]
+        parsed = parser.parse_args([*first, "-c", str(config)])
+        piece = yaml.safe_load(config.read_text())
+        for section in ("trainer", "model", "data"):
+            for key, value in (piece.get(section) or {}).items():
+                if not isinstance(value, dict | list):  # a plain setting arrives as written
+                    assert parsed[section][key] == value, (config.name, section, key)

@@ -204,13 +204,15 @@ def test_load_image_grayscale_becomes_rgb(tmp_path):
         assert torch.equal(channel, torch.from_numpy(gray))
 
 
-def test_load_image_rgba_drops_alpha(tmp_path):
+def test_load_image_flattens_alpha_onto_white(tmp_path):
+    # Shown as a viewer shows it: a transparent area's stored color is not part of the photo.
     rgba = np.zeros((5, 5, 4), dtype=np.uint8)
     rgba[..., 0], rgba[..., 3] = 200, 10
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
     loaded = load_image(tmp_path / "a.png")
     assert loaded.shape == (3, 5, 5)
-    assert (loaded[0] == 200).all() and (loaded[1:] == 0).all()
+    # 10/255 of the color over 245/255 of white.
+    assert (loaded[0] == 253).all() and (loaded[1:] == 245).all()
 
 
 def test_load_image_corrupt_file(tmp_path):
@@ -356,15 +358,12 @@ def test_patches_from_files(tmp_path):
 # --------------------------------------------------------------------------- EpochSampler
 
 
-def test_epoch_sampler():
+def test_epoch_sampler_yields_new_patches_every_epoch():
     sampler = EpochSampler(5)
     assert len(sampler) == 5
     assert list(sampler) == list(range(5))
-    sampler.set_epoch(2)
-    assert list(sampler) == list(range(10, 15))
+    assert list(sampler) == list(range(5, 10))
     assert len(sampler) == 5
-    sampler.set_epoch(0)
-    assert list(sampler) == list(range(5))
 
 
 # --------------------------------------------------------------------------- PairedImageDataset
@@ -642,7 +641,7 @@ def test_folder_datamodule_patch_larger_than_images(folders):
         batch_size=2,
         patches_per_epoch=4,
     )
-    with pytest.raises(ValueError, match="patch_size=41"):
+    with pytest.raises(FileNotFoundError, match="44x40, smaller than patch_size=41"):
         dm.setup("fit")
 
 
@@ -836,12 +835,13 @@ def test_embedded_paired_training_pairs_source_photos_with_their_originals():
     assert not any(torch.equal(s, o) for s, o in zip(dm.train_set.source, originals, strict=True))
 
 
-def test_epoch_sampler_start_skips_only_the_first_epoch_iterated():
-    sampler = EpochSampler(6, start=4)
-    sampler.set_epoch(2)
-    assert list(sampler) == [16, 17]  # the rest of epoch 2
-    sampler.set_epoch(3)
-    assert list(sampler) == list(range(18, 24))
+def test_epoch_sampler_counts_its_own_epochs_from_its_start():
+    sampler = EpochSampler(6, start=4, epoch=2)
+    iterator = iter(sampler)
+    sampler.set_epoch(5)  # Lightning's epoch number, after the iterator started: ignored
+    assert list(iterator) == [16, 17]  # the rest of epoch 2
+    sampler.set_epoch(7)
+    assert list(sampler) == list(range(18, 24))  # then epoch 3 whole
     with pytest.raises(ValueError, match="start must be in"):
         EpochSampler(6, start=7)
 
@@ -857,6 +857,120 @@ def test_image_folder_dataset_names_files_by_relative_path(tmp_path):
     torch.testing.assert_close(items[1]["source"], expected)
 
 
+def test_predictions_of_files_with_one_stem_do_not_overwrite_each_other(tmp_path):
+    from wespe.callbacks import EnhancedImageWriter
+
+    photos = tmp_path / "photos"
+    (photos / "trip").mkdir(parents=True)
+    for name, seed in (("a.jpg", 0), ("a.png", 1), ("trip/b.png", 2)):
+        Image.fromarray(random_uint8((20, 30, 3), seed).numpy()).save(photos / name)
+    dataset = ImageFolderDataset(photos)
+    assert [dataset[i]["name"] for i in range(len(dataset))] == ["a_jpg", "a_png", "trip/b"]
+    batch = {"name": [dataset[i]["name"] for i in range(3)]}
+    images = torch.stack([dataset[i]["source"] for i in range(3)])
+    writer = EnhancedImageWriter(tmp_path / "out")
+    writer.write_on_batch_end(None, None, images, None, batch, 0)
+    written = sorted(
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")
+    )
+    assert written == ["a_jpg.png", "a_png.png", "trip/b.png"]
+
+
 def test_image_folder_dataset_names_a_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         ImageFolderDataset(tmp_path / "nowhere")
+
+
+# --------------------------------------------------------------------------- messy folders
+
+
+def messy_folder(folder: Path) -> dict[str, str | None]:
+    """A folder of what a real photo folder holds; returns each file's expected skip reason
+    (a fragment of it), None for the usable ones."""
+    folder.mkdir(parents=True)
+    rgb = random_uint8((48, 64, 3), 0).numpy()
+    Image.fromarray(rgb).save(folder / "good.jpg", quality=95)
+    data = (folder / "good.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image")
+    (folder / "._good.jpg").write_bytes(data)  # macOS metadata, whatever it holds
+    Image.fromarray(rgb[:20, :20]).save(folder / "small.png")
+    Image.fromarray(rgb[..., 0]).save(folder / "gray.png")
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    rgba[0, 0, 3] = 0  # one transparent pixel
+    Image.fromarray(rgba).save(folder / "alpha.png")
+    Image.fromarray(rgb).convert("P").save(folder / "palette.png")
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg")
+    sixteen = np.zeros((48, 64), np.uint16)
+    sixteen[0, 0], sixteen[0, 1] = 65535, 32896
+    Image.fromarray(sixteen).save(folder / "gray16.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    Image.fromarray(rgb).save(folder / "portrait.jpg", exif=exif, quality=95)
+    return {
+        "good.jpg": None, "gray.png": None, "alpha.png": None, "palette.png": None,
+        "cmyk.jpg": None, "gray16.png": None, "portrait.jpg": None,
+        "truncated.jpg": "truncated", "empty.jpg": "empty file", "notes.png": "not an image",
+        "._good.jpg": "macOS metadata", "small.png": "smaller than patch_size=32",
+    }  # fmt: skip
+
+
+def test_scan_reports_every_unusable_file_and_why(tmp_path):
+    from wespe.data.datasets import scan_images
+
+    expected = messy_folder(tmp_path / "photos")
+    with pytest.warns(UserWarning, match="5 skipped") as caught:
+        scan = scan_images(tmp_path / "photos", min_size=32)
+    assert sorted(p.name for p in scan.usable) == sorted(k for k, v in expected.items() if not v)
+    reasons = {path.name: why for path, why in scan.skipped}
+    assert set(reasons) == {k for k, v in expected.items() if v}
+    for name, fragment in expected.items():
+        if fragment:
+            assert fragment in reasons[name], (name, reasons[name])
+            assert name in str(caught[0].message)
+
+
+def test_messy_files_load_as_photos(tmp_path):
+    messy_folder(tmp_path / "photos")
+    folder = tmp_path / "photos"
+    gray16 = load_image(folder / "gray16.png")
+    assert gray16.shape == (3, 48, 64)
+    assert gray16[:, 0, 0].tolist() == [255] * 3 and gray16[:, 0, 1].tolist() == [128] * 3
+    alpha = load_image(folder / "alpha.png")
+    assert alpha[:, 0, 0].tolist() == [255, 255, 255]  # transparent: white, not black
+    assert torch.equal(
+        alpha[:, 1:, 1:],
+        torch.from_numpy(random_uint8((48, 64, 3), 0).numpy()).permute(2, 0, 1)[:, 1:, 1:],
+    )
+    portrait, landscape = load_image(folder / "portrait.jpg"), load_image(folder / "good.jpg")
+    assert portrait.shape == (3, 64, 48)  # upright
+    # Rotated back, it is the stored photo (JPEG: close, not equal).
+    assert (portrait.rot90(1, (1, 2)).float() - landscape.float()).abs().mean() < 3
+    for name in ("cmyk.jpg", "palette.png", "gray.png"):
+        assert load_image(folder / name).shape == (3, 48, 64)
+
+
+def test_a_messy_training_folder_trains_and_an_unusable_one_is_named(tmp_path):
+    messy_folder(tmp_path / "source")
+    messy_folder(tmp_path / "target")
+    data = FolderDataModule(
+        tmp_path / "source", tmp_path / "target", patch_size=32, batch_size=4, patches_per_epoch=64
+    )
+    with pytest.warns(UserWarning, match="skipping unusable files"):
+        data.setup("fit")
+    batches = list(data.train_dataloader())  # every patch of an epoch: no file fails mid-run
+    assert len(batches) == 16 and batches[0]["source"].shape == (4, 3, 32, 32)
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "empty.jpg").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"bad holds no usable image(.|\n)*empty file"):
+        FolderDataModule(tmp_path / "bad", tmp_path / "target", patch_size=32).setup("fit")
+
+
+def test_decompression_bomb_guard_stays_on_with_a_clear_message(tmp_path, monkeypatch):
+    from wespe.data.datasets import image_problem
+
+    write_image(tmp_path / "big.png", size=(100, 100))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 100x100 is over twice the limit
+    assert "MAX_IMAGE_PIXELS" in image_problem(tmp_path / "big.png")

@@ -54,6 +54,31 @@ class SaveRankState(pl.Callback):
         torch.save(wrapping, self.folder / f"rank{trainer.global_rank}_wrapping.pt")
 
 
+class RankRandomStreams(pl.Callback):
+    """Gives each process its own torch random stream (``seed_offset + rank``, when given) and
+    writes a draw from it per process, at a checkpoint save and at the run's first batch."""
+
+    def __init__(self, folder: Path, seed_offset: int | None = None) -> None:
+        self.folder, self.seed_offset, self.drawn = folder, seed_offset, False
+
+    def draw(self, trainer, when: str) -> None:
+        state = torch.get_rng_state()
+        torch.save(torch.rand(4), self.folder / f"rank{trainer.global_rank}_{when}.pt")
+        torch.set_rng_state(state)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.seed_offset is not None:
+            torch.manual_seed(self.seed_offset + trainer.global_rank)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self.draw(trainer, "save")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if not self.drawn:
+            self.draw(trainer, "start")
+            self.drawn = True
+
+
 def sgd(params):
     return torch.optim.SGD(params, lr=0.5)
 
@@ -81,6 +106,7 @@ def test_epoch_sampler_shards_are_disjoint_and_equal():
     assert sorted(i for s in shards for i in s) == list(range(9))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_ddp_step_equals_single_process_with_the_double_batch(tmp_path, strategy):
     # 2 ranks x batch 2 against 1 process x batch 4: the same 4 patches (the sampler gives
@@ -127,6 +153,7 @@ def test_per_network_ddp_refuses_modules_it_cannot_wrap():
         strategy.configure_ddp()
 
 
+@pytest.mark.slow
 def test_ddp_training_keeps_ranks_identical_saves_and_resumes(tmp_path):
     checkpoints = tmp_path / "checkpoints"
     model = tiny_wespe(ema_decay=0.9)
@@ -136,6 +163,7 @@ def test_ddp_training_keeps_ranks_identical_saves_and_resumes(tmp_path):
         2,
         SaveRankState(tmp_path),
         ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0),
+        RankRandomStreams(tmp_path, seed_offset=100),
     )
     trainer.fit(model, tiny_data())
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
@@ -147,8 +175,20 @@ def test_ddp_training_keeps_ranks_identical_saves_and_resumes(tmp_path):
 
     resumed = tiny_wespe(ema_decay=0.9)
     (tmp_path / "resumed").mkdir()
-    trainer = ddp_trainer(tmp_path / "resumed", 5, 2, SaveRankState(tmp_path / "resumed"))
+    trainer = ddp_trainer(
+        tmp_path / "resumed",
+        5,
+        2,
+        SaveRankState(tmp_path / "resumed"),
+        RankRandomStreams(tmp_path / "resumed"),
+    )
     trainer.fit(resumed, tiny_data(), ckpt_path=checkpoints / "last.ckpt")
+    # Each process continues its own random stream, not rank 0's.
+    for rank in (0, 1):
+        saved = torch.load(tmp_path / f"rank{rank}_save.pt", weights_only=True)
+        started = torch.load(tmp_path / "resumed" / f"rank{rank}_start.pt", weights_only=True)
+        assert torch.equal(saved, started), rank
+    assert len(last["rng_states"]) == 2
     rank0, rank1 = (
         torch.load(tmp_path / "resumed" / f"rank{r}.pt", weights_only=True) for r in (0, 1)
     )
@@ -175,6 +215,7 @@ def run_wespe(tmp_path: Path, iterations: int, *extra: str) -> subprocess.Comple
     return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_ddp_run_writes_once_and_resumes(tmp_path):
     done = run_wespe(tmp_path, 4)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -192,6 +233,7 @@ def test_cli_ddp_run_writes_once_and_resumes(tmp_path):
     assert torch.load(last, weights_only=True)["global_step"] == 12
 
 
+@pytest.mark.slow
 def test_ddp_benchmark_counts_what_each_strategy_all_reduces(tmp_path, monkeypatch):
     # The README's claim in numbers: per network, each iteration all-reduces every trained
     # parameter once; the whole-module wrapper twice (all buckets in both steps). Same weights.
@@ -227,6 +269,7 @@ def test_ddp_config_builds_either_strategy(tmp_path, override, expected):
     assert cli.trainer.num_devices == 2
 
 
+@pytest.mark.slow
 def test_per_network_ddp_also_trains_the_automatic_optimization_module(tmp_path):
     # SupervisedEnhancer: one network, Lightning's automatic optimization. Its step over 2 ranks
     # with batch 2 each equals one process with batch 4, as for WESPE.

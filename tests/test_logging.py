@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,7 @@ def wandb_args(tmp_path: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_offline_wandb_run_records_metrics_config_and_panels(tmp_path, no_wandb_setup):
     import wandb
 
@@ -53,7 +56,7 @@ def test_offline_wandb_run_records_metrics_config_and_panels(tmp_path, no_wandb_
     (run,) = find_runs([tmp_path / "wandb"])
     assert EXPECTED_METRICS <= set(run.history)
     # The x-axis is iterations: the last logged iteration is 3, the run's length.
-    assert run.history["train/iteration"][-1] == (2, 3.0)
+    assert run.history["train/iteration"][-1] == (3, 3.0)
     # The whole resolved config, every hyper-parameter, not only the model's.
     assert run.config["model.init_args.ema_decay"] == 0.995
     assert run.config["max_iterations"] == 3
@@ -78,6 +81,37 @@ def test_offline_wandb_run_records_metrics_config_and_panels(tmp_path, no_wandb_
     resumed = cli_main(wandb_args(tmp_path, "--max_iterations=4", f"--ckpt_path={checkpoint}"))
     assert resumed.trainer.logger.version == run_id
     assert resumed.trainer.global_step == 8
+    wandb.finish()
+
+
+@pytest.mark.slow
+def test_wandb_resume_finds_its_own_run_keeps_its_name_and_follows_a_moved_checkpoint(
+    tmp_path, no_wandb_setup
+):
+    import wandb
+
+    named = "--trainer.logger.init_args.name=my-run"
+    first = cli_main(wandb_args(tmp_path, named))
+    run_id = first.trainer.logger.version
+    wandb.finish()
+    # A CSV run of the same config, newer: --ckpt_path last must not take its checkpoint.
+    cli_main(["fit", "-c", str(CONFIGS / "quickstart.yaml"), *tiny_overrides(tmp_path)])
+    assert list((tmp_path / "quickstart").glob("*/checkpoints/last.ckpt"))
+
+    resumed = cli_main(wandb_args(tmp_path, named, "--max_iterations=4", "--ckpt_path=last"))
+    assert resumed.trainer.logger.version == run_id
+    assert resumed.trainer.logger.experiment.name == "my-run"  # not renamed to the project
+    assert resumed.trainer.global_step == 8
+    assert (tmp_path / "wespe" / run_id / "checkpoints" / "last.ckpt").is_file()
+    wandb.finish()
+
+    # Moved out of its run folder, the checkpoint still continues its W&B run.
+    moved = tmp_path / "elsewhere" / "model.ckpt"
+    moved.parent.mkdir()
+    (tmp_path / "wespe" / run_id / "checkpoints" / "last.ckpt").rename(moved)
+    again = cli_main(wandb_args(tmp_path, named, "--max_iterations=5", f"--ckpt_path={moved}"))
+    assert again.trainer.logger.version == run_id
+    assert again.trainer.global_step == 10
     wandb.finish()
 
 
@@ -118,6 +152,49 @@ def test_compare_shows_runs_and_their_differences(tmp_path, monkeypatch, capsys)
     final = read_run(tmp_path / "quickstart" / "version_1").final("val/psnr")
     assert f"{final:.4g}" in out.split("| quickstart/version_1 |")[1].splitlines()[0]
     assert Image.open(plot).size == (700, 400)
+
+
+def settings_that_differ(out: str) -> list[str]:
+    rows = out.split("Settings that differ:")[1].strip().splitlines()[2:]
+    return [row.split("|")[1].strip() for row in rows if row.startswith("|")]
+
+
+@pytest.mark.slow
+def test_compare_a_csv_run_with_a_wandb_run_lists_exactly_their_one_change(
+    tmp_path, no_wandb_setup, capsys
+):
+    import wandb
+
+    cli_main(["fit", "-c", str(CONFIGS / "quickstart.yaml"), *tiny_overrides(tmp_path)])
+    cli_main(wandb_args(tmp_path, "--model.init_args.ema_decay=0.9"))
+    wandb.finish()
+    compare_main([str(tmp_path / "quickstart"), str(tmp_path / "wandb")])
+    assert settings_that_differ(capsys.readouterr().out) == ["model.init_args.ema_decay"]
+    # Both records put the validation after iteration 2 (val_check_interval) at iteration 2.
+    csv_run, wandb_run = find_runs([tmp_path / "quickstart", tmp_path / "wandb"])
+    assert csv_run.history["val/psnr"][0][0] == wandb_run.history["val/psnr"][0][0] == 2
+    assert (
+        csv_run.history["train/iteration"][0] == wandb_run.history["train/iteration"][0] == (1, 1.0)
+    )
+
+    # A folder holding two record files (a resumed run's second file moved into it) is read
+    # as one run, in order.
+    (first,) = wandb_run.path.glob("run-*.wandb")
+    second = wandb_run.path / "run-second.wandb"
+    second.write_bytes(first.read_bytes())
+    os.utime(second, (first.stat().st_mtime + 1,) * 2)
+    doubled = read_run(wandb_run.path)
+    assert doubled.history["train/iteration"] == wandb_run.history["train/iteration"] * 2
+
+
+def test_compare_shows_a_diverged_run_as_diverged(tmp_path, capsys):
+    run = tmp_path / "diverged" / "version_0"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,step,val/psnr\n0,9,18.5\n0,19,nan\n")
+    assert read_run(run).history["val/psnr"][-1][0] == 20
+    assert math.isnan(read_run(run).final("val/psnr"))
+    compare_main([str(tmp_path), "--plot", str(tmp_path / "psnr.png")])
+    assert "| diverged/version_0 | nan (diverged) |" in capsys.readouterr().out
 
 
 def test_compare_refuses_folders_without_runs(tmp_path):

@@ -407,9 +407,42 @@ def test_vgg19_features_unknown_layer_raises():
         VGG19Features(layers=("relu6_1",), weights=None)
 
 
-def test_vgg19_features_missing_weights_file_raises(tmp_path):
+def test_vgg19_features_missing_weights_file_raises_when_the_weights_are_needed(tmp_path):
+    vgg = VGG19Features(layers=("relu1_1",), weights=tmp_path / "missing.pth")  # builds
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        VGG19Features(layers=("relu1_1",), weights=tmp_path / "missing.pth")
+        vgg.load_weights()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        vgg(torch.rand(1, 3, 8, 8))
+
+
+def first_conv_weights(seed: int) -> dict[str, torch.Tensor]:
+    """What ``relu1_1`` needs of a torchvision-layout VGG-19 state dict."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "features.0.weight": torch.randn(64, 3, 3, 3, generator=generator),
+        "features.0.bias": torch.randn(64, generator=generator),
+    }
+
+
+def test_vgg19_weights_are_not_state(tmp_path):
+    torch.save(first_conv_weights(0), tmp_path / "vgg.pth")
+    vgg = VGG19Features(layers=("relu1_1",), weights=str(tmp_path / "vgg.pth"))
+    vgg.load_weights()
+    assert vgg.state_dict() == {}
+    loss = PerceptualLoss("relu1_1", weights=str(tmp_path / "vgg.pth"))
+    assert not any("features" in key for key in loss.state_dict())
+    # A state dict that holds VGG weights (an older checkpoint) loads, strictly, and leaves
+    # the configured weights in place.
+    vgg.load_state_dict({f"features.{k}": v for k, v in vgg.features.state_dict().items()} | {
+        "features.0.weight": torch.zeros(64, 3, 3, 3), "features.0.bias": torch.zeros(64)
+    })  # fmt: skip
+    assert_close(vgg.features[0].weight, first_conv_weights(0)["features.0.weight"])
+
+
+def test_vgg19_weights_of_another_layout_are_refused(tmp_path):
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="not a torchvision-layout VGG-19 state dict"):
+        VGG19Features(layers=("relu1_1",), weights=str(tmp_path / "other.pth")).load_weights()
 
 
 @pytest.fixture
@@ -433,8 +466,10 @@ def offline_torch_home(tmp_path, monkeypatch):
 
 def test_vgg19_features_imagenet_without_cache_or_network_raises_clearly(offline_torch_home):
     home, calls = offline_torch_home
+    vgg = VGG19Features(layers=("relu1_1",), weights="imagenet")
+    assert calls == []  # building reads nothing
     with pytest.raises(RuntimeError) as info:
-        VGG19Features(layers=("relu1_1",), weights="imagenet")
+        vgg.load_weights()
     message = str(info.value)
     assert IMAGENET_VGG19_FILE in message
     assert str(home / "hub" / "checkpoints") in message
@@ -758,3 +793,30 @@ def test_texture_loss_kinds(kind):
     threshold = 0.5 if kind == "lsgan" else 0.0
     correct = (logits[:3] > threshold).sum() + (logits[3:] < threshold).sum()
     assert_close(accuracy, correct.float() / 5)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: ColorLoss(kernel_size=4),
+        lambda: ColorLoss(sigma=0.0),
+        lambda: GaussianBlur(kernel_size=0),
+    ],
+)
+def test_blur_arguments_are_checked_when_built(build):
+    with pytest.raises(ValueError, match="kernel_size|sigma"):
+        build()
+
+
+def test_a_crafted_vgg_weights_file_cannot_run_code(tmp_path, monkeypatch):
+    import pickle
+
+    from test_resume import WritesAFile
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "code_ran"
+    torch.save({"features.0.weight": WritesAFile(marker)}, tmp_path / "vgg.pth")
+    vgg = VGG19Features(layers=("relu1_1",), weights=str(tmp_path / "vgg.pth"))
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        vgg.load_weights()
+    assert not marker.exists()

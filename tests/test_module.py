@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import pytorch_lightning as pl
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from wespe.data import EmbeddedSampleDataModule
-from wespe.losses import ColorLoss, TextureLoss, TVLoss
+from wespe.losses import ColorLoss, PerceptualLoss, TextureLoss, TVLoss
 from wespe.module import WESPE
 from wespe.networks import Discriminator, Generator
 
@@ -99,6 +100,38 @@ def test_each_optimizer_changes_only_its_own_networks(tmp_path):
     }
 
 
+class DiscriminatorGradients(WESPE):
+    """Records, at the generator's optimizer step, whether the generator's backward pass
+    changed any discriminator gradient (toggling must keep them out of it)."""
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self.grads_before = self.discriminator_grads()
+
+    def discriminator_grads(self):
+        return [
+            None if p.grad is None else p.grad.clone()
+            for name in ("color_discriminator", "texture_discriminator")
+            for p in getattr(self, name).parameters()
+        ]
+
+    def on_before_optimizer_step(self, optimizer):
+        if optimizer is self.optimizers()[0].optimizer:  # the generator's step
+            after = self.discriminator_grads()
+            self.touched = getattr(self, "touched", []) + [
+                any(
+                    (a is None) != (b is None) or (a is not None and not torch.equal(a, b))
+                    for a, b in zip(self.grads_before, after, strict=True)
+                )
+            ]
+        super().on_before_optimizer_step(optimizer)
+
+
+def test_the_generator_step_leaves_discriminator_gradients_alone(tmp_path):
+    model = tiny_wespe(DiscriminatorGradients)
+    tiny_trainer(tmp_path, max_steps=4).fit(model, tiny_data())
+    assert model.touched == [False, False]  # both iterations, including after a D step
+
+
 def test_global_step_counts_two_optimizer_steps_per_iteration(tmp_path):
     model = tiny_wespe()
     batches = []
@@ -144,6 +177,56 @@ def test_default_networks_and_losses_are_the_papers(monkeypatch, vgg19_torch_hom
     optimizers, schedulers = model.configure_optimizers()
     assert [o.defaults["lr"] for o in optimizers] == [5e-4, 5e-4]
     assert schedulers == []
+
+
+@pytest.mark.slow
+def test_frozen_vgg_is_not_checkpoint_state_and_evaluation_needs_no_weights(tmp_path):
+    weights = tmp_path / "vgg.pth"
+    conv = {"features.0.weight": torch.randn(64, 3, 3, 3), "features.0.bias": torch.randn(64)}
+    torch.save(conv, weights)
+
+    def with_vgg() -> WESPE:
+        return tiny_wespe(content_loss=PerceptualLoss("relu1_1", weights=str(weights)))
+
+    model = with_vgg()
+    trainer = tiny_trainer(tmp_path, max_steps=2)
+    trainer.fit(model, tiny_data())
+    torch.testing.assert_close(model.content_loss.vgg.features[0].weight, conv["features.0.weight"])
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    state = torch.load(tmp_path / "model.ckpt", weights_only=True)["state_dict"]
+    assert not any(key.startswith("content_loss.vgg.features") for key in state)
+
+    # Without the weights file: a checkpoint loads and tests; training stops before its first step.
+    weights.unlink()
+    evaluated = with_vgg()
+    evaluated.load_state_dict(state)
+    tested = tiny_trainer(tmp_path, limit_test_batches=1)
+    tested.test(evaluated, tiny_data(), verbose=False)
+    assert "test/psnr" in tested.callback_metrics
+    retrained = tiny_trainer(tmp_path, max_steps=2)
+    with pytest.raises(FileNotFoundError, match="vgg.pth does not exist"):
+        retrained.fit(with_vgg(), tiny_data())
+    assert retrained.global_step == 0
+
+
+def test_batch_norm_discriminators_keep_running_statistics_of_their_own_step_only():
+    model = tiny_wespe(
+        texture_discriminator=Discriminator(1, widths=(4, 4, 4, 4, 4), fc_features=8, norm="batch"),
+        color_discriminator=Discriminator(3, widths=(4, 4, 4, 4, 4), fc_features=8, norm="batch"),
+    )
+    model.train()
+
+    def running(network):
+        return [b.clone() for n, b in network.named_buffers() if "running" in n]
+
+    before = running(model.color_discriminator) + running(model.texture_discriminator)
+    enhanced, terms = model.generator_losses(torch.rand(2, 3, 32, 32))
+    after_generator = running(model.color_discriminator) + running(model.texture_discriminator)
+    assert all(torch.equal(a, b) for a, b in zip(before, after_generator, strict=True))
+    assert torch.isfinite(terms["color_g"])
+    model.discriminator_losses(torch.rand(2, 3, 32, 32), enhanced.detach())
+    after_discriminator = running(model.color_discriminator) + running(model.texture_discriminator)
+    assert not all(torch.equal(a, b) for a, b in zip(before, after_discriminator, strict=True))
 
 
 def test_one_scheduler_without_the_other_is_refused():
@@ -238,12 +321,54 @@ def test_sample_grid_reconstructs_through_the_trained_generator():
     assert not torch.allclose(panels[2], through_average)
 
 
+def test_throughput_leaves_validation_time_out(tmp_path):
+    pause = 0.5
+
+    class SlowValidation(WESPE):
+        throughputs: list[float] = []
+
+        def validation_step(self, batch, batch_idx):
+            time.sleep(pause)
+            return super().validation_step(batch, batch_idx)
+
+        def log(self, name, value, *args, **kwargs):
+            if name == "train/images_per_second":
+                self.throughputs.append(float(value))
+            return super().log(name, value, *args, **kwargs)
+
+    model = tiny_wespe(SlowValidation)
+    trainer = tiny_trainer(
+        tmp_path, max_steps=8, val_check_interval=1, limit_val_batches=1, num_sanity_val_steps=0
+    )
+    trainer.fit(model, tiny_data())
+    # Batches of 2 through tiny networks: far more than 2 / pause images per second, unless the
+    # interval spans a validation.
+    assert len(model.throughputs) == 3
+    assert min(model.throughputs) > 2 / pause
+
+
 def test_enhance_keeps_size_and_range():
     model = tiny_wespe()
     x = torch.rand(1, 3, 37, 29)
     y = model.enhance(x)
     assert y.shape == x.shape
     assert float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_given_networks_are_kept_even_when_falsy():
+    # An empty nn.Sequential has len 0: `given or default` would replace it.
+    texture, color = nn.Sequential(), nn.Sequential()
+    model = tiny_wespe(texture_discriminator=texture, color_discriminator=color)
+    assert model.texture_discriminator is texture and model.color_discriminator is color
+
+
+def test_enhance_runs_the_enhancer_in_eval_mode_and_restores_the_mode():
+    model = tiny_wespe(ema_decay=None)
+    model.generator = nn.Sequential(nn.Dropout(0.5))  # train mode would zero half the pixels
+    assert model.training
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(model.enhance(x), x)
+    assert model.generator.training and model.training
 
 
 def test_short_training_lowers_content_and_color_losses(tmp_path):
@@ -284,6 +409,25 @@ def test_ema_generator_is_what_evaluation_uses(tmp_path):
     y = model.enhance(x)
     assert torch.equal(y, average(x).clamp(0, 1))
     assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_ema_follows_the_generator_once_per_iteration_with_its_decay(tmp_path):
+    decay = 0.5
+    model = tiny_wespe(ema_decay=decay)
+    after_each_iteration = []
+    model.on_train_batch_end = lambda *args: after_each_iteration.append(
+        {k: v.detach().clone() for k, v in model.generator.state_dict().items()}
+    )
+    tiny_trainer(tmp_path, max_steps=2 * 3).fit(model, tiny_data())
+    assert len(after_each_iteration) == 3
+    # torch's AveragedModel: the first update copies G, later ones blend with the decay.
+    expected = dict(after_each_iteration[0])
+    for weights in after_each_iteration[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in expected}
+    average = model.generator_ema.module.state_dict()
+    for name, value in expected.items():
+        torch.testing.assert_close(average[name], value, rtol=1e-6, atol=1e-7, msg=name)
+    assert int(model.generator_ema.n_averaged) == 3
 
 
 def test_bad_ema_decay_is_refused():

@@ -2,18 +2,70 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytorch_lightning as pl
+import torch
+from fsspec.implementations.local import LocalFileSystem
+from lightning_fabric.plugins import TorchCheckpointIO
+from lightning_fabric.utilities.cloud_io import get_filesystem
 from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 from torch import Tensor
 from torchvision.utils import save_image
 
-__all__ = ["EnhancedImageWriter", "ModelCheckpoint"]
+__all__ = ["AtomicCheckpointIO", "EnhancedImageWriter", "ModelCheckpoint"]
+
+
+def _write(file: BinaryIO, data: memoryview) -> None:
+    file.write(data)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's :class:`~lightning_fabric.plugins.TorchCheckpointIO` whose local saves are
+    atomic on the checkpoint's own disk.
+
+    The bytes go to a temporary file beside the target, are flushed to disk, and then replace
+    the target in one rename; on any failure (disk full, an exception) the temporary file is
+    removed and the previous checkpoint is untouched. Lightning's own save writes its temporary
+    file to the system's temp folder and moves it into place, which is a copy into the target
+    when that folder is on another disk (a cluster's local /tmp and a shared runs/ folder): a
+    full disk or a kill during that copy leaves a truncated checkpoint. Remote paths (``s3://``
+    and the like) are saved as Lightning saves them.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(handle, "wb") as file:
+                _write(file, buffer.getbuffer())
+                file.flush()
+                os.fsync(file.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)  # mkstemp's file is private to its owner
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temporary)
+            raise
+        return None
 
 
 class ModelCheckpoint(_LightningModelCheckpoint):
@@ -24,14 +76,31 @@ class ModelCheckpoint(_LightningModelCheckpoint):
       training only if it never saved it before; a run whose ``max_iterations`` is not a
       multiple of the validation interval would otherwise end with a stale ``last.ckpt``;
     - ``save_on_exception`` defaults to True: on SIGTERM (preemption) Lightning stops the loop
-      with an exception at the next step, and this saves a resumable checkpoint then.
+      with an exception at the next step, and this saves a resumable checkpoint then; but not
+      on :class:`~wespe.module.NonFiniteLossError` (a loss went nan or inf), so ``last.ckpt``
+      stays the last finite state.
 
-    Writes are atomic as Lightning makes them (a local file is written to a temporary file and
-    moved into place), so a process killed while saving leaves the previous checkpoint intact.
+    - saves go through :class:`AtomicCheckpointIO` (set on the trainer's strategy at setup
+      when it uses Lightning's default), so a full disk or a process killed while saving
+      leaves the previous checkpoint intact.
     """
 
     def __init__(self, *args: Any, save_on_exception: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, save_on_exception=save_on_exception, **kwargs)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        from wespe.module import NonFiniteLossError
+
+        # A diverged run is not saved: its last.ckpt stays the last finite state.
+        if not isinstance(exception, NonFiniteLossError):
+            super().on_exception(trainer, pl_module, exception)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:

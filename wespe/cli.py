@@ -15,6 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
+import torch
 import yaml
 from jsonargparse import Namespace
 from pytorch_lightning import LightningModule, Trainer
@@ -73,6 +74,11 @@ class WESPECLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if "weights_only" in config and config.weights_only is None:
+            # A checkpoint is data, not code: never unpickle arbitrary objects from one, whatever
+            # torch's default (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turns it off). --weights_only
+            # false still opts out, for a trusted checkpoint that needs it.
+            config.weights_only = True
         iterations = config.get("max_iterations")
         if iterations is None:
             return
@@ -127,13 +133,27 @@ def _differences(given: object, stored: object, path: str = "model") -> list[str
     return [] if given == stored else [f"{path}: given {given!r}, checkpoint {stored!r}"]
 
 
-def _runs_folder(trainer_config: object) -> Path:
-    """``<save_dir>/<name>`` of the configured logger (Lightning's default without one)."""
+def _logger_init(trainer_config: object) -> tuple[type | None, Namespace | dict | None]:
+    """The configured logger's class and init_args (None, None without one)."""
     logger = trainer_config.get("logger")
-    if isinstance(logger, dict | Namespace) and logger.get("init_args") is not None:
-        init = logger["init_args"]
-        return Path(init.get("save_dir") or ".") / (init.get("name") or "lightning_logs")
-    return Path(trainer_config.get("default_root_dir") or ".") / "lightning_logs"
+    if not isinstance(logger, dict | Namespace) or logger.get("init_args") is None:
+        return None, None
+    return import_class(logger["class_path"]), logger["init_args"]
+
+
+def _is_wandb(logger_class: type | None) -> bool:
+    return logger_class is not None and issubclass(logger_class, WandbLogger)
+
+
+def _runs_folder(trainer_config: object) -> Path:
+    """The folder holding the configured logger's run folders (Lightning's checkpoint layout):
+    ``<save_dir>/<name>``, for W&B ``<save_dir>/<project>`` (its ``name`` is the run's
+    display name); Lightning's default without a logger."""
+    logger_class, init = _logger_init(trainer_config)
+    if init is None:
+        return Path(trainer_config.get("default_root_dir") or ".") / "lightning_logs"
+    folder = init.get("project") if _is_wandb(logger_class) else init.get("name")
+    return Path(init.get("save_dir") or ".") / (folder or "lightning_logs")
 
 
 def _resolve_checkpoint(ckpt_path: str, trainer_config: object) -> Path:
@@ -153,19 +173,34 @@ def _resolve_checkpoint(ckpt_path: str, trainer_config: object) -> Path:
 
 
 def _continue_run_folder(ckpt_path: Path, trainer_config: object) -> None:
-    """Point the logger at the run folder that holds ``ckpt_path`` (``<run>/checkpoints/x.ckpt``)."""
-    logger = trainer_config.get("logger")
-    if ckpt_path.parent.name != "checkpoints" or not isinstance(logger, dict | Namespace):
-        return
-    init = logger.get("init_args")
+    """Point the logger at the run that ``ckpt_path`` continues.
+
+    CSV: the run folder that holds it (``<save_dir>/<name>/<version>/checkpoints/x.ckpt``).
+    W&B: the run whose id the checkpoint stores, wherever the file now is (its display name
+    and project stay as configured), in the checkpoint's run folder when it is still in
+    Lightning's layout under the configured project.
+    """
+    logger_class, init = _logger_init(trainer_config)
     if init is None or "version" not in init:
         return
+    in_layout = ckpt_path.parent.name == "checkpoints"
     run = ckpt_path.parent.parent
-    init["save_dir"], init["name"], init["version"] = (
-        str(run.parent.parent),
-        run.parent.name,
-        run.name,
-    )
+    if _is_wandb(logger_class):
+        # mmap: a checkpoint can be large, and only this one entry is needed.
+        stored = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        run_id = stored.get("wandb_run_id")
+        if run_id is None:
+            return  # not a W&B run's checkpoint: a new W&B run starts from its weights
+        init["id"], init["version"] = run_id, None
+        if in_layout and run.name == run_id and run.parent.name == init.get("project"):
+            init["save_dir"] = str(run.parent.parent)
+        return
+    if in_layout:
+        init["save_dir"], init["name"], init["version"] = (
+            str(run.parent.parent),
+            run.parent.name,
+            run.name,
+        )
 
 
 def import_class(class_path: str) -> type:

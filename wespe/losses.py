@@ -159,10 +159,7 @@ def gaussian_blur(x: Tensor, kernel_size: int = 21, sigma: float = 3.0) -> Tenso
         tensor([0.5000])
     """
     _check_image("x", x)
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be a positive odd integer; got {kernel_size}")
-    if sigma <= 0:
-        raise ValueError(f"sigma must be > 0; got {sigma}")
+    _check_blur_arguments(kernel_size, sigma)
     if min(x.shape[-2:]) <= kernel_size // 2:
         raise ValueError(
             f"gaussian_blur with kernel_size={kernel_size} needs H and W > {kernel_size // 2} "
@@ -173,11 +170,20 @@ def gaussian_blur(x: Tensor, kernel_size: int = 21, sigma: float = 3.0) -> Tenso
     )
 
 
+def _check_blur_arguments(kernel_size: int, sigma: float) -> None:
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd integer; got {kernel_size}")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0; got {sigma}")
+
+
 class GaussianBlur(nn.Module):
     """Module twin of :func:`gaussian_blur` with the same arguments."""
 
     def __init__(self, kernel_size: int = 21, sigma: float = 3.0) -> None:
         super().__init__()
+        # Checked here too, so a bad config fails when it is built, not at the first step.
+        _check_blur_arguments(kernel_size, sigma)
         self.kernel_size = kernel_size
         self.sigma = sigma
 
@@ -262,6 +268,21 @@ def _load_vgg19_state_dict(weights: str | os.PathLike) -> dict[str, Tensor]:
     return state
 
 
+def _leave_out_features(
+    module: nn.Module, state_dict: dict[str, Tensor], prefix: str, local_metadata: dict
+) -> None:
+    for key in [k for k in state_dict if k.startswith(f"{prefix}features.")]:
+        del state_dict[key]
+
+
+def _keep_own_features(
+    module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *args: object
+) -> None:
+    # Checkpoints hold no VGG weights (and older ones' are ignored): the configured ones count.
+    for key, value in module.features.state_dict().items():
+        state_dict[f"{prefix}features.{key}"] = value
+
+
 class VGG19Features(nn.Module):
     """Frozen VGG-19 feature extractor; returns the features of the named layers.
 
@@ -279,6 +300,8 @@ class VGG19Features(nn.Module):
             torch hub cache or downloaded; a clear error when neither works. A path: a local
             torchvision-layout state dict (loaded with ``weights_only=True``). ``None``: random
             initialisation, with a warning (features of a random VGG are not perceptual).
+            Read by :meth:`load_weights`, at the first forward pass or when training starts,
+            not when built; they are not part of :meth:`state_dict` (not checkpoint state).
         normalize_input: inputs are in ``[0, 1]`` and are ImageNet-normalised inside (mean
             0.485, 0.456, 0.406; std 0.229, 0.224, 0.225). Set False only for inputs that are
             already normalised.
@@ -319,8 +342,6 @@ class VGG19Features(nn.Module):
         self.weights = None if weights is None else str(weights)
         self.normalize_input = normalize_input
 
-        # Read the weights before building the network, so a missing file fails at once.
-        state_dict = None if weights is None else _load_vgg19_state_dict(weights)
         if weights is None:
             warnings.warn(
                 "VGG19Features(weights=None): using a randomly initialised VGG-19; its features "
@@ -329,20 +350,45 @@ class VGG19Features(nn.Module):
                 UserWarning,
                 stacklevel=2,
             )
-        network = vgg19(weights=None)
-        if state_dict is not None:
-            network.load_state_dict(state_dict)
-
         last = max(VGG19_LAYER_INDEX[name] for name in self.layers)
-        modules = list(network.features.children())[: last + 1]
+        modules = list(vgg19(weights=None).features.children())[: last + 1]
         self.features = nn.Sequential(
             *(nn.ReLU(inplace=False) if isinstance(m, nn.ReLU) else m for m in modules)
         )
+        # The weights are read by load_weights(), at the first forward pass or when training
+        # starts (EnhancerModule.setup): evaluating or enhancing with a model whose content loss
+        # is never used then needs no weights file.
+        self._weights_loaded = weights is None
         self._index_to_name = {VGG19_LAYER_INDEX[name]: name for name in self.layers}
         self.features.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # Frozen, configured weights are not state: keep them out of checkpoints (80 MB in
+        # every DPED checkpoint) and let loading a checkpoint leave them as they are.
+        self.register_state_dict_post_hook(_leave_out_features)
+        self.register_load_state_dict_pre_hook(_keep_own_features)
         self.train(False)
+
+    def load_weights(self) -> None:
+        """Read the configured weights into the network, once.
+
+        Raises:
+            RuntimeError, FileNotFoundError: the weights cannot be had; the message says where
+                to put the file.
+        """
+        if self._weights_loaded:
+            return
+        state_dict = _load_vgg19_state_dict(self.weights)
+        prefix = "features."
+        wanted = {f"{prefix}{key}" for key in self.features.state_dict()}
+        missing = sorted(wanted - set(state_dict))
+        if missing:
+            raise ValueError(
+                f"VGG-19 weights {self.weights!r} are not a torchvision-layout VGG-19 state dict: "
+                f"missing {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}"
+            )
+        self.features.load_state_dict({k.removeprefix(prefix): state_dict[k] for k in wanted})
+        self._weights_loaded = True
 
     def train(self, mode: bool = True) -> VGG19Features:
         # Frozen feature extractor: eval mode always, whatever the parent module asks.
@@ -350,6 +396,7 @@ class VGG19Features(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         _check_image("x", x, channels=3)
+        self.load_weights()
         if self.normalize_input:
             x = (x - self.mean) / self.std
         out: dict[str, Tensor] = {}

@@ -18,7 +18,9 @@ from __future__ import annotations
 import inspect
 import random
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -33,11 +35,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from wespe.losses import ColorLoss, PerceptualLoss, TextureLoss, TVLoss
+from wespe.losses import ColorLoss, PerceptualLoss, TextureLoss, TVLoss, VGG19Features
 from wespe.metrics import IMAGE_FIGURES, image_figures
 from wespe.networks import Discriminator, Generator
 
-__all__ = ["WESPE", "EnhancerModule", "SupervisedEnhancer"]
+__all__ = ["WESPE", "EnhancerModule", "NonFiniteLossError", "SupervisedEnhancer"]
 
 
 def _ema_update(decay: float, *args: object) -> None:
@@ -46,26 +48,71 @@ def _ema_update(decay: float, *args: object) -> None:
     get_ema_multi_avg_fn(decay)(*args)
 
 
-def _rng_states() -> dict:
-    """Python, numpy and torch (CPU and CUDA) random states, in types ``weights_only`` loads."""
+@contextmanager
+def batch_statistics_kept(*networks: nn.Module) -> Iterator[None]:
+    """Batch-norm layers of ``networks`` normalise with batch statistics as in training, but
+    their running statistics are left as they were.
+
+    The generator step shows the discriminators fakes alone; their running statistics should
+    describe what they are trained on (their own step: real and fake batches), not that.
+    (They normalise with batch statistics either way: the same view as in their own step.)
+    """
+    kinds = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+    layers = [m for network in networks for m in network.modules() if isinstance(m, kinds)]
+    saved = [{k: v.clone() for k, v in layer.named_buffers(recurse=False)} for layer in layers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for layer, buffers in zip(layers, saved, strict=True):
+                for name, value in buffers.items():
+                    getattr(layer, name).copy_(value)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss term is nan or inf. Raised before that term's optimizer step, so the
+    networks and the moving average keep finite weights; :class:`wespe.callbacks.ModelCheckpoint`
+    saves nothing on it, so ``last.ckpt`` stays the last finite state."""
+
+
+def check_finite(terms: dict[str, Tensor], iteration: int) -> None:
+    """Raise :class:`NonFiniteLossError` naming the first of ``terms`` that is nan or inf."""
+    values = torch.stack([value.detach().float() for value in terms.values()])
+    if bool(torch.isfinite(values).all()):  # one device sync per check
+        return
+    name, value = next(
+        (n, float(v)) for n, v in zip(terms, values, strict=True) if not v.isfinite()
+    )
+    raise NonFiniteLossError(
+        f"train/{name} is {value} at iteration {iteration}: training stopped before this "
+        "step, and the checkpoints keep the last finite state. Lower the learning rates or "
+        "this term's loss_weight, or set gradient_clip_val, and resume from last.ckpt."
+    )
+
+
+def _rng_states(device: torch.device) -> dict:
+    """Python, numpy and torch random states (CPU, and ``device``'s if it is a GPU), in types
+    ``weights_only`` loads."""
     name, keys, position, has_gauss, cached = np.random.get_state()
     states = {
         "python": random.getstate(),
         "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        states["torch.cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        # This process's GPU only: a machine with fewer GPUs can restore it, and under DDP
+        # each process has its own.
+        states["torch.cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def _set_rng_states(states: dict) -> None:
+def _set_rng_states(states: dict, device: torch.device) -> None:
     random.setstate(states["python"])
     name, keys, position, has_gauss, cached = states["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     torch.set_rng_state(states["torch"])
-    if "torch.cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["torch.cuda"])
+    if "torch.cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["torch.cuda"], device)
 
 
 def run_folder(trainer: pl.Trainer) -> Path:
@@ -147,6 +194,7 @@ class EnhancerModule(pl.LightningModule):
         )
         self._samples: list[Tensor] = []
         self._last_batch_end: float | None = None
+        self._restored_rng_states: dict | None = None
         # A plain dict, not a ModuleDict: the wrappers share the networks' weights and must not
         # add a second copy of them to the state dict.
         self._distributed_networks: dict[str, nn.Module] = {}
@@ -164,8 +212,18 @@ class EnhancerModule(pl.LightningModule):
 
     @torch.no_grad()
     def enhance(self, x: Tensor) -> Tensor:
-        """Enhanced photos clamped to [0, 1], same shape as ``x``."""
-        return self(x).clamp(0, 1)
+        """Enhanced photos clamped to [0, 1], same shape and device as ``x``.
+
+        Runs :attr:`enhancer` in eval mode on the module's device whatever mode the module is in
+        (a freshly built or loaded module is in train mode), and leaves the mode as it was.
+        """
+        enhancer = self.enhancer
+        was_training = enhancer.training
+        enhancer.eval()
+        try:
+            return self(x.to(self.device)).clamp(0, 1).to(x.device)
+        finally:
+            enhancer.train(was_training)
 
     def distribute_networks(self, wrap: Callable[[nn.Module], nn.Module] | None) -> None:
         """Wrap each of :attr:`TRAINED_NETWORKS` with ``wrap`` (its own DistributedDataParallel,
@@ -202,8 +260,24 @@ class EnhancerModule(pl.LightningModule):
         for key in [k for k, v in self.hparams.items() if isinstance(v, nn.Module) or callable(v)]:
             del self.hparams[key]
 
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            # Frozen loss networks read their weights now, so a missing weights file stops the
+            # run before its first step; evaluation and prediction never need them.
+            for module in self.modules():
+                if isinstance(module, VGG19Features):
+                    module.load_weights()
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rng_states"] = _rng_states()
+        # One entry per process (global rank): only rank 0 writes the file, so under DDP the
+        # others' states are gathered to it (every process saves: Lightning calls this on all).
+        states = _rng_states(self.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[dict | None] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, states)
+            checkpoint["rng_states"] = gathered
+        else:
+            checkpoint["rng_states"] = [states]
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):
                 # Lightning does not keep the W&B run id; the CLI reuses it on resume.
@@ -217,7 +291,33 @@ class EnhancerModule(pl.LightningModule):
             and self._trainer is not None
             and self.trainer.state.fn == "fit"
         ):
-            _set_rng_states(checkpoint["rng_states"])
+            states = checkpoint["rng_states"]
+            states = [states] if isinstance(states, dict) else states  # older checkpoints
+            rank = self.trainer.global_rank
+            if rank < len(states):
+                # Applied when training starts: Lightning builds the data iterator in between,
+                # which draws a seed from torch's generator.
+                self._restored_rng_states = states[rank]
+            else:
+                warnings.warn(
+                    f"The checkpoint holds the random states of {len(states)} processes; "
+                    f"process {rank} of this run continues with its own, so the run is not "
+                    "bit-identical to one that was not interrupted.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+
+    def _check_finite(self, terms: dict[str, Tensor]) -> None:
+        """:func:`check_finite`, except under a GradScaler (16-mixed): there an overflowing
+        fp16 loss is expected now and then, and the scaler skips that step and halves its
+        scale, as torch and Lightning intend."""
+        if getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            check_finite(terms, self.iteration + 1)
+
+    def on_train_start(self) -> None:
+        if self._restored_rng_states is not None:
+            _set_rng_states(self._restored_rng_states, self.device)
+            self._restored_rng_states = None
 
     def on_train_batch_end(self, outputs: object, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Throughput over the whole iteration (data, both steps, logging), and each learning rate.
@@ -229,12 +329,25 @@ class EnhancerModule(pl.LightningModule):
         for index, optimizer in enumerate(self.trainer.optimizers):
             self.log(f"train/lr_{self.OPTIMIZER_NAMES[index]}", optimizer.param_groups[0]["lr"])
 
+    def on_validation_end(self) -> None:
+        # Validation and the checkpoint saved after it (callbacks' on_validation_end runs
+        # first) are not training throughput: the next iteration is timed from here.
+        if self._last_batch_end is not None:
+            self._last_batch_end = time.perf_counter()
+
     @staticmethod
     def build_optimizer(
-        make: OptimizerCallable | None, parameters: list[nn.Parameter]
+        make: OptimizerCallable | None, parameters: list[nn.Parameter], field: str = "optimizer"
     ) -> torch.optim.Optimizer:
-        """``make(parameters)``, or the paper's Adam with lr 5e-4 when no optimizer is given."""
-        return make(parameters) if make is not None else torch.optim.Adam(parameters, lr=5e-4)
+        """``make(parameters)``, or the paper's Adam with lr 5e-4 when no optimizer is given.
+        A setting the optimizer refuses (a negative learning rate) is reported with the
+        config field ``model.init_args.<field>``, before training starts."""
+        if make is None:
+            return torch.optim.Adam(parameters, lr=5e-4)
+        try:
+            return make(parameters)
+        except ValueError as error:
+            raise ValueError(f"model.init_args.{field}: {error}") from error
 
     def update_ema(self) -> None:
         """Fold the generator's current weights into the moving average (if any)."""
@@ -408,8 +521,14 @@ class WESPE(EnhancerModule):
         self._save_configuration()
         self.automatic_optimization = False
         self.inverse_generator = inverse_generator if inverse_generator is not None else Generator()
-        self.texture_discriminator = texture_discriminator or Discriminator(in_channels=1)
-        self.color_discriminator = color_discriminator or Discriminator(in_channels=3)
+        self.texture_discriminator = (
+            texture_discriminator
+            if texture_discriminator is not None
+            else Discriminator(in_channels=1)
+        )
+        self.color_discriminator = (
+            color_discriminator if color_discriminator is not None else Discriminator(in_channels=3)
+        )
         self.content_loss = content_loss if content_loss is not None else PerceptualLoss("relu5_4")
         self.tv_loss = tv_loss if tv_loss is not None else TVLoss(p=2, loss_weight=10.0)
         self.color_loss = color_loss if color_loss is not None else ColorLoss(loss_weight=5e-3)
@@ -434,8 +553,14 @@ class WESPE(EnhancerModule):
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
         optimizers = [
-            self.build_optimizer(self.generator_optimizer, self.generator_parameters),
-            self.build_optimizer(self.discriminator_optimizer, self.discriminator_parameters),
+            self.build_optimizer(
+                self.generator_optimizer, self.generator_parameters, "generator_optimizer"
+            ),
+            self.build_optimizer(
+                self.discriminator_optimizer,
+                self.discriminator_parameters,
+                "discriminator_optimizer",
+            ),
         ]
         schedulers = [
             make(optimizer)
@@ -472,11 +597,14 @@ class WESPE(EnhancerModule):
         reconstructed = self.trained("inverse_generator")(enhanced)
         # The discriminators judge G(x) here but are not trained by this loss: their own DDP
         # wrappers would wait for weight gradients that this backward pass never computes.
+        with batch_statistics_kept(self.color_discriminator, self.texture_discriminator):
+            color_g = self.color_loss.generator_loss(self.color_discriminator, enhanced)
+            texture_g = self.texture_loss.generator_loss(self.texture_discriminator, enhanced)
         terms = {
             "content": self.content_loss(reconstructed, source),
             "tv": self.tv_loss(enhanced),
-            "color_g": self.color_loss.generator_loss(self.color_discriminator, enhanced),
-            "texture_g": self.texture_loss.generator_loss(self.texture_discriminator, enhanced),
+            "color_g": color_g,
+            "texture_g": texture_g,
         }
         return enhanced, terms
 
@@ -503,6 +631,7 @@ class WESPE(EnhancerModule):
         # discriminators no gradient, and the discriminator step sees only a detached G(x).
         self.toggle_optimizer(generator_optimizer)
         enhanced, generator_terms = self.generator_losses(source)
+        self._check_finite(generator_terms)
         generator_total = sum(generator_terms.values())
         self._step(generator_optimizer, generator_total)
         self.untoggle_optimizer(generator_optimizer)
@@ -510,6 +639,7 @@ class WESPE(EnhancerModule):
 
         self.toggle_optimizer(discriminator_optimizer)
         discriminator_terms = self.discriminator_losses(target, enhanced)
+        self._check_finite({k: discriminator_terms[k] for k in ("color_d", "texture_d")})
         self._step(
             discriminator_optimizer,
             discriminator_terms["color_d"] + discriminator_terms["texture_d"],
@@ -580,6 +710,7 @@ class SupervisedEnhancer(EnhancerModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.loss(self.trained("generator")(batch["source"]), batch["target"])
+        self._check_finite({"loss": loss})
         self.log("train/loss", loss.detach(), prog_bar=True)
         self.log("train/iteration", float(self.iteration + 1))
         return loss

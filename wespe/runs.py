@@ -6,8 +6,13 @@ Useful without a W&B account: it reads what the loggers wrote to disk.
 - W&B runs: a folder ``.../wandb/offline-run-*`` (or ``run-*``) holding ``run-<id>.wandb``, the
   run's record log (LevelDB log format of protobuf ``Record`` messages, as wandb writes it).
 
-The x-axis is the training iteration: Lightning's logger step (``step`` in ``metrics.csv``,
-``trainer/global_step`` in W&B) counts batches, which are iterations.
+The x-axis is the training iteration, counted as iterations done: Lightning's logger step
+(``step`` in ``metrics.csv``, ``trainer/global_step`` in W&B) is the 0-based index of the batch
+during which a value was logged, so the validation after the 10th iteration is logged at step 9
+and read here as iteration 10, as ``train/iteration`` says.
+
+Values that are not finite are kept: a run that diverged shows ``nan``, not its last finite
+figure.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ _BOOKKEEPING = (
     "logger.init_args.name",
     "logger.init_args.version",
     "logger.init_args.id",
+    # How a run is recorded (CSV or W&B, project, tags) is not how it was trained.
+    "trainer.logger",
 )
 
 
@@ -48,7 +55,7 @@ class RunRecord:
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
     def final(self, key: str) -> float | None:
-        """The last logged value of ``key`` (None if never logged)."""
+        """The last logged value of ``key`` (None if never logged; nan or inf if it diverged)."""
         values = self.history.get(key)
         return values[-1][1] if values else None
 
@@ -63,12 +70,13 @@ def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
 
 
 def _add(history: dict[str, list[tuple[int, float]]], key: str, step: int, value: object) -> None:
+    """Record ``value`` (anything ``float`` reads, nan and inf included) at the iteration of
+    logger step ``step``."""
     try:
-        number = float(value)
+        number = float(json.loads(value) if isinstance(value, str) and value[:1] == '"' else value)
     except (TypeError, ValueError):
         return
-    if math.isfinite(number):
-        history.setdefault(key, []).append((step, number))
+    history.setdefault(key, []).append((step + 1, number))
 
 
 def wandb_records(path: str | os.PathLike) -> Iterator[object]:
@@ -98,9 +106,12 @@ def wandb_records(path: str | os.PathLike) -> Iterator[object]:
 
 
 def _read_wandb(folder: Path) -> RunRecord:
-    (record_file,) = sorted(folder.glob("run-*.wandb"))
+    # Normally one file; a folder holding several (a run resumed into it, files moved) is read
+    # as one run, oldest file first.
+    record_files = sorted(folder.glob("run-*.wandb"), key=lambda f: (f.stat().st_mtime, f.name))
     run = RunRecord(name=folder.name, path=folder)
-    for record in wandb_records(record_file):
+    records = (record for record_file in record_files for record in wandb_records(record_file))
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "run" and record.run.display_name:
             run.name = record.run.display_name
@@ -117,8 +128,13 @@ def _read_wandb(folder: Path) -> RunRecord:
             for key, value in row.items():
                 if not key.startswith("_") and key != "trainer/global_step":
                     _add(run.history, key, step, value)
-    # The CLI logs the whole resolved config under "config"; show it without the prefix.
-    run.config = {k.removeprefix("config."): v for k, v in run.config.items()}
+    # The CLI logs the whole resolved config under "config". Lightning also logs the module's
+    # hyper-parameters at the top level, the same settings under other names: keep only the
+    # former, named as in config.yaml, so a W&B run and a CSV run compare key by key.
+    if any(k.startswith("config.") for k in run.config):
+        run.config = {
+            k.removeprefix("config."): v for k, v in run.config.items() if k.startswith("config.")
+        }
     return run
 
 
@@ -172,6 +188,12 @@ def _format(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _format_final(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if math.isfinite(value) else f"{value} (diverged)"
+
+
 def compare_table(runs: Sequence[RunRecord], metrics: Sequence[str] | None = None) -> str:
     """A markdown table: each run's final metrics, then the configuration keys that differ."""
     if metrics is None:
@@ -182,9 +204,7 @@ def compare_table(runs: Sequence[RunRecord], metrics: Sequence[str] | None = Non
     lines = [header, "|" + "---|" * (len(metrics) + 1)]
     for run in runs:
         values = [run.final(m) for m in metrics]
-        lines.append(
-            f"| {run.name} | " + " | ".join("" if v is None else f"{v:.4g}" for v in values) + " |"
-        )
+        lines.append(f"| {run.name} | " + " | ".join(_format_final(v) for v in values) + " |")
     keys = sorted({k for run in runs for k in run.config})
     differing = [
         k
@@ -214,7 +234,12 @@ def plot_metric(runs: Sequence[RunRecord], metric: str, path: str | os.PathLike)
     for run in runs:
         points = run.history.get(metric, [])
         if points:
-            axes.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=run.name)
+            (line,) = axes.plot(
+                [p[0] for p in points], [p[1] for p in points], marker=".", label=run.name
+            )
+            diverged = [p[0] for p in points if not math.isfinite(p[1])]
+            if diverged:  # matplotlib leaves nan out silently: mark where the run diverged
+                axes.axvline(diverged[0], color=line.get_color(), linestyle=":")
     axes.set_xlabel("iteration")
     axes.set_ylabel(metric)
     axes.legend(fontsize="small")

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from wespe._checks import check_choice
+from wespe._lightning import batches_trained
 from wespe.data.datasets import (
     EMBEDDED_PHOTOS,
     EpochSampler,
@@ -29,9 +30,9 @@ from wespe.data.datasets import (
     degrade_photo,
     dped_folders,
     embedded_photo,
-    find_images,
     load_image,
     paired_by_name,
+    scan_images,
 )
 from wespe.data.degrade import PhoneDegradation
 
@@ -134,28 +135,29 @@ class UnpairedDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             sampler=EpochSampler(
                 self.patches_per_epoch,
-                start=self._resume_offset(),
                 num_replicas=replicas,
                 rank=self.trainer.global_rank if self.trainer else 0,
+                position=self._data_position if self.trainer else None,
             ),
             num_workers=self.num_workers,
             drop_last=True,
             persistent_workers=self.num_workers > 0,
         )
 
-    def _resume_offset(self) -> int:
-        """Patches of the current epoch this process already trained on, when resuming mid-epoch.
+    def _data_position(self) -> tuple[int, int]:
+        """Where the next training iterator starts: the data epoch, and the index of this
+        process's shard of it (``EpochSampler``'s ``position``).
 
-        Every patch is a function of its index, so skipping the indices already used continues
-        the data stream exactly where the interrupted run left it; Lightning's own progress
-        (restored from the checkpoint before the loaders are built) says how far that was.
+        Every patch is a function of its index, so starting after the batches already trained
+        continues the data stream exactly, in a resumed run as in an uninterrupted one. The
+        count is Lightning's progress (restored from the checkpoint before the loaders are
+        built), not its epoch counter, which a resume from a checkpoint saved at an epoch's
+        end leaves out of step with the data.
         """
-        trainer = self.trainer
-        if trainer is None or not trainer.fit_loop.restarting:
-            return 0
-        # "processed": a checkpoint saved in on_train_batch_end has the batch processed (its
-        # optimizer steps done) but not yet counted as completed.
-        return trainer.fit_loop.epoch_loop.batch_progress.current.processed * self.batch_size
+        done = batches_trained(self.trainer)
+        per_epoch = self.patches_per_epoch // self.trainer.world_size // self.batch_size
+        epoch, batches = divmod(done, per_epoch)
+        return epoch, batches * self.batch_size
 
     def _eval_dataloader(self, dataset: PairedImageDataset | None) -> DataLoader | list:
         if dataset is None:
@@ -270,7 +272,7 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
         self.val_photos = tuple(val_photos)
         self.test_photos = tuple(test_photos)
         self.max_size = max_size
-        self.degradation = degradation or PhoneDegradation()
+        self.degradation = degradation if degradation is not None else PhoneDegradation()
 
     def _degraded(self, name: str) -> Tensor:
         # A fixed seed per photo: the phone domain is the same data in every run.
@@ -361,8 +363,10 @@ class FolderDataModule(UnpairedDataModule):
         self.preload = preload
 
     def load_images(self) -> tuple[list[ImageItem], list[ImageItem]]:
-        source: list[ImageItem] = list(find_images(self.source_dir))
-        target: list[ImageItem] = list(find_images(self.target_dir))
+        # Checked once here: a file that cannot be used is skipped and reported, never met
+        # mid-run; a resume sees the same files.
+        source: list[ImageItem] = list(scan_images(self.source_dir, self.patch_size).usable)
+        target: list[ImageItem] = list(scan_images(self.target_dir, self.patch_size).usable)
         if self.preload:
             source = [load_image(p) for p in source]
             target = [load_image(p) for p in target]

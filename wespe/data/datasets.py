@@ -7,12 +7,16 @@ Images travel as ``(3, H, W)`` tensors; ``uint8`` while stored, float32 in [0, 1
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
 
@@ -23,13 +27,17 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "EpochSampler",
     "ImageFolderDataset",
+    "ImageScan",
     "PairedImageDataset",
     "PairedPatchDataset",
     "UnpairedPatchDataset",
     "dped_folders",
     "embedded_photo",
+    "decode_image",
     "find_images",
+    "image_problem",
     "load_image",
+    "scan_images",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -50,18 +58,23 @@ EMBEDDED_PHOTOS = (
 ImageItem = Tensor | Path
 
 
+def _candidates(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
+
+
 def find_images(folder: str | os.PathLike) -> list[Path]:
-    """All image files below ``folder`` (any depth, common formats), sorted by path.
+    """All image files below ``folder`` (any depth, common formats), sorted by path, by name
+    alone (:func:`scan_images` also checks that each one decodes).
 
     Raises:
         FileNotFoundError: ``folder`` does not exist or holds no image file.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
-    paths = sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-    )
+    paths = _candidates(folder)
     if not paths:
         raise FileNotFoundError(
             f"image folder {folder} holds no image ({', '.join(IMAGE_EXTENSIONS)} files, any depth)"
@@ -69,16 +82,111 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
     return paths
 
 
+def image_problem(path: Path, min_size: int | None = None) -> str | None:
+    """Why ``path`` cannot be used as an image (decoded in full), or None if it can.
+
+    ``min_size``: the shorter side must be at least this (the data's ``patch_size``: a
+    training patch must fit).
+    """
+    if path.name.startswith("._"):
+        return "a macOS metadata file (AppleDouble), not an image"
+    if path.stat().st_size == 0:
+        return "an empty file"
+    try:
+        with Image.open(path) as image:
+            image.load()  # the whole file: a truncated one fails here, not mid-run
+            width, height = image.size
+    except Image.DecompressionBombError as error:
+        return (
+            f"larger than PIL's decompression-bomb guard allows ({error}); if you trust the "
+            "file, raise PIL.Image.MAX_IMAGE_PIXELS or downscale it"
+        )
+    except UnidentifiedImageError:
+        return "not an image format PIL can read"
+    except (OSError, SyntaxError, ValueError) as error:
+        return f"truncated or corrupt ({error})"
+    if min_size is not None and min(width, height) < min_size:
+        return f"{width}x{height}, smaller than patch_size={min_size}"
+    return None
+
+
+@dataclass
+class ImageScan:
+    """The usable images of a folder and the files skipped, each with the reason."""
+
+    folder: Path
+    usable: list[Path]
+    skipped: list[tuple[Path, str]]
+
+    def report(self, limit: int = 10) -> str:
+        lines = [
+            f"{self.folder}: {len(self.usable)} usable image(s), {len(self.skipped)} skipped"
+            + (":" if self.skipped else "")
+        ]
+        lines += [f"  {path.relative_to(self.folder)}: {why}" for path, why in self.skipped[:limit]]
+        if len(self.skipped) > limit:
+            lines.append(f"  ... and {len(self.skipped) - limit} more")
+        return "\n".join(lines)
+
+
+def scan_images(folder: str | os.PathLike, min_size: int | None = None) -> ImageScan:
+    """Every image file below ``folder`` decoded once and checked (:func:`image_problem`), so
+    that one bad file is reported at setup instead of stopping a run midway. Files are decoded
+    on several threads (PIL releases the GIL while decoding). Skipped files are reported as a
+    warning.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist or holds no usable image; the message
+            lists what was skipped and why.
+    """
+    folder = Path(folder)
+    candidates = _candidates(folder)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        problems = list(pool.map(lambda path: image_problem(path, min_size), candidates))
+    scan = ImageScan(
+        folder,
+        usable=[p for p, why in zip(candidates, problems, strict=True) if why is None],
+        skipped=[(p, why) for p, why in zip(candidates, problems, strict=True) if why is not None],
+    )
+    if not scan.usable:
+        raise FileNotFoundError(
+            f"image folder {folder} holds no usable image ({', '.join(IMAGE_EXTENSIONS)} "
+            f"files, any depth).\n{scan.report()}"
+        )
+    if scan.skipped:
+        warnings.warn(f"skipping unusable files in {scan.report()}", UserWarning, stacklevel=2)
+    return scan
+
+
+def decode_image(image: Image.Image) -> Tensor:
+    """A PIL image as a photo: ``(3, H, W)`` uint8 RGB, upright.
+
+    - The EXIF orientation is applied (phones store portrait photos sideways with a tag).
+    - 16-bit and 32-bit integer grayscale is scaled from 0-65535 to 0-255, not clipped.
+    - Transparency (RGBA, LA, a palette's transparent color) is flattened onto white.
+    - Grayscale, palette and CMYK are converted to RGB.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        array = np.asarray(image, dtype=np.float64) * (255 / 65535)
+        gray = torch.from_numpy(np.clip(np.round(array), 0, 255).astype(np.uint8))
+        return gray.expand(3, *gray.shape).clone()
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return pil_to_uint8(image)
+
+
 def load_image(path: str | os.PathLike) -> Tensor:
-    """Decode an image file to ``(3, H, W)`` uint8 RGB.
+    """Decode an image file to ``(3, H, W)`` uint8 RGB (see :func:`decode_image`).
 
     Raises:
         ValueError: the file cannot be decoded; the message names it.
     """
     try:
         with Image.open(path) as image:
-            return pil_to_uint8(image)
-    except (UnidentifiedImageError, OSError) as error:
+            return decode_image(image)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise ValueError(
             f"cannot read image {path}: {error}; remove or replace the file"
         ) from error
@@ -252,15 +360,35 @@ class EpochSampler(DistributedSampler):
 
     With ``num_replicas`` processes, process ``rank`` takes ``i = rank, rank + num_replicas,
     ...`` over the first ``length // num_replicas * num_replicas`` positions, so the shards are
-    disjoint and all the same size (unequal shards would leave DDP waiting). ``start`` skips
-    that many of this process's indices in the first epoch iterated, to continue a resumed
-    epoch where it stopped; later epochs start at 0. Lightning calls :meth:`set_epoch`.
+    disjoint and all the same size (unequal shards would leave DDP waiting).
+
+    Where an iteration starts is decided when it starts, never later: by ``position()``, a
+    callable returning ``(epoch, start)``, if given (the data module passes one computed from
+    the batches trained so far); otherwise the first iteration yields epoch ``epoch`` from
+    this process's ``start``-th index and each later one the next epoch whole. An iteration
+    yields from its start to the end of its epoch. Lightning's :meth:`set_epoch` is ignored:
+    Lightning calls it only after starting the first iterator (whose worker processes fetch
+    batches ahead at once), and after a resume from a checkpoint saved at an epoch's end its
+    epochs no longer match the data's (it runs one batch in a left-over epoch first).
 
     It is a :class:`~torch.utils.data.DistributedSampler` so that Lightning uses it as it is
     under DDP instead of wrapping it in a second, index-shuffling sharder.
+
+    Example:
+        >>> sampler = EpochSampler(6, start=4, epoch=2)
+        >>> list(sampler), list(sampler)  # the rest of epoch 2, then all of epoch 3
+        ([16, 17], [18, 19, 20, 21, 22, 23])
     """
 
-    def __init__(self, length: int, start: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self,
+        length: int,
+        start: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        epoch: int = 0,
+        position: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}); got {rank}")
         self.length = length
@@ -269,16 +397,23 @@ class EpochSampler(DistributedSampler):
         self.per_replica = length // num_replicas
         if not 0 <= start <= self.per_replica:
             raise ValueError(f"start must be in [0, {self.per_replica}]; got {start}")
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0; got {epoch}")
         self.start = start
-        self.epoch = 0
+        self.epoch = epoch
+        self.position = position
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        """Ignored (see the class docstring)."""
 
     def __iter__(self) -> Iterator[int]:
+        epoch, first = self.position() if self.position is not None else (self.epoch, self.start)
+        if not 0 <= first <= self.per_replica:
+            raise ValueError(f"start must be in [0, {self.per_replica}]; got {first}")
+        self.epoch, self.start = epoch + 1, 0
         positions = range(self.rank, self.per_replica * self.num_replicas, self.num_replicas)
-        first, self.start = self.start, 0
-        return iter(self.epoch * self.length + i for i in positions[first:])
+        # A list: every index is fixed now, not when the loader draws it.
+        return iter([epoch * self.length + i for i in positions[first:]])
 
     def __len__(self) -> int:
         return self.per_replica
@@ -349,15 +484,24 @@ class ImageFolderDataset(Dataset):
     Item ``i`` is ``{"source": x, "index": i, "name": str}``, ``x`` float32 ``(3, H, W)`` in
     [0, 1]. ``name`` is the file's path below ``folder`` without its suffix (``"trip/0001"``), so
     predictions keep the folder's layout and files of the same stem in different folders stay
-    apart.
+    apart. Files of the same stem in one folder keep their suffix in the name, ``.`` written as
+    ``_`` (``trip/0001_jpg``, ``trip/0001_png``), so each gets its own prediction.
+
+    Files that cannot be decoded are skipped, with a warning that lists them.
 
     Raises:
-        FileNotFoundError: ``folder`` does not exist or holds no image file.
+        FileNotFoundError: ``folder`` does not exist or holds no usable image.
     """
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
-        self.paths = find_images(self.folder)
+        self.paths = scan_images(self.folder).usable
+        stems = Counter(path.relative_to(self.folder).with_suffix("") for path in self.paths)
+        self.names = [
+            stem.as_posix() if stems[stem] == 1 else f"{stem.as_posix()}_{path.suffix[1:]}"
+            for path in self.paths
+            for stem in [path.relative_to(self.folder).with_suffix("")]
+        ]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -367,28 +511,37 @@ class ImageFolderDataset(Dataset):
         return {
             "source": _to_float(load_image(path)),
             "index": index,
-            "name": path.relative_to(self.folder).with_suffix("").as_posix(),
+            "name": self.names[index],
         }
 
 
 def paired_by_name(
     degraded_dir: str | os.PathLike, clean_dir: str | os.PathLike
 ) -> tuple[list[Path], list[Path]]:
-    """Match images in two folders by their path relative to the folder.
+    """Match the usable images of two folders (:func:`scan_images`) by their path relative to
+    the folder. A pair with an unusable file on either side is left out (and reported).
 
     Raises:
-        FileNotFoundError: a degraded image has no clean twin; the message names it.
+        FileNotFoundError: a degraded image has no clean twin at all; the message names it.
     """
     degraded_dir, clean_dir = Path(degraded_dir), Path(clean_dir)
-    degraded = find_images(degraded_dir)
-    clean_by_name = {p.relative_to(clean_dir): p for p in find_images(clean_dir)}
-    missing = [p for p in degraded if p.relative_to(degraded_dir) not in clean_by_name]
+    degraded_scan, clean_scan = scan_images(degraded_dir), scan_images(clean_dir)
+    clean_files = {p.relative_to(clean_dir) for p in _candidates(clean_dir)}
+    missing = [p for p in degraded_scan.usable if p.relative_to(degraded_dir) not in clean_files]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} image(s) in {degraded_dir} have no counterpart of the same name in "
             f"{clean_dir}, e.g. {missing[0].relative_to(degraded_dir)}"
         )
-    return degraded, [clean_by_name[p.relative_to(degraded_dir)] for p in degraded]
+    clean_by_name = {p.relative_to(clean_dir): p for p in clean_scan.usable}
+    pairs = [
+        (p, clean_by_name[p.relative_to(degraded_dir)])
+        for p in degraded_scan.usable
+        if p.relative_to(degraded_dir) in clean_by_name
+    ]
+    if not pairs:
+        raise FileNotFoundError(f"no usable pair of images in {degraded_dir} and {clean_dir}")
+    return [d for d, _ in pairs], [c for _, c in pairs]
 
 
 def dped_folders(root: str | os.PathLike, phone: str) -> dict[str, Path]:
