@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from wespe.data.degrade import jpeg_bytes
-from wespe.losses import to_grayscale
+from wespe.losses import _check_image, to_grayscale
 
 __all__ = [
     "IMAGE_FIGURES",
@@ -133,7 +133,7 @@ def luma_contrast(x: Tensor) -> Tensor:
         >>> luma_contrast(halves).round()
         tensor([50.])
     """
-    _check_rgb(x)
+    _check_image("x", x, channels=3)
     return _lab(x)[:, 0].flatten(1).std(dim=1, unbiased=False)
 
 
@@ -158,18 +158,13 @@ def colorfulness(x: Tensor) -> Tensor:
         >>> colorfulness(red)  # 0.3 * sqrt(1 + 0.25)
         tensor([0.3354])
     """
-    _check_rgb(x)
+    _check_image("x", x, channels=3)
     red, green, blue = x.clamp(0, 1).float().flatten(2).unbind(1)
     rg = red - green
     yb = 0.5 * (red + green) - blue
     spread = (rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False)).sqrt()
     offset = (rg.mean(dim=1).square() + yb.mean(dim=1).square()).sqrt()
     return spread + 0.3 * offset
-
-
-def _check_rgb(x: Tensor) -> None:
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected RGB images (B, 3, H, W); got shape {tuple(x.shape)}")
 
 
 def image_figures(images: Tensor, clean: Tensor) -> dict[str, Tensor]:
