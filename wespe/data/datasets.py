@@ -118,6 +118,11 @@ class ImageScan:
     usable: list[Path]
     skipped: list[tuple[Path, str]]
 
+    @property
+    def files(self) -> list[Path]:
+        """Every image file the scan looked at, usable or not."""
+        return self.usable + [path for path, _ in self.skipped]
+
     def report(self, limit: int = 10) -> str:
         lines = [
             f"{self.folder}: {len(self.usable)} usable image(s), {len(self.skipped)} skipped"
@@ -526,7 +531,7 @@ def paired_by_name(
     """
     degraded_dir, clean_dir = Path(degraded_dir), Path(clean_dir)
     degraded_scan, clean_scan = scan_images(degraded_dir), scan_images(clean_dir)
-    clean_files = {p.relative_to(clean_dir) for p in _candidates(clean_dir)}
+    clean_files = {p.relative_to(clean_dir) for p in clean_scan.files}
     missing = [p for p in degraded_scan.usable if p.relative_to(degraded_dir) not in clean_files]
     if missing:
         raise FileNotFoundError(
