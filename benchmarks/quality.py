@@ -84,6 +84,13 @@ TARGETS = ("psnr_gain>=70%", "ciede2000_cut>=50%", "contrast_0.9-1.1", "ssim_up"
 FIT_RECORD = "fit.json"
 
 
+def config_iterations(configs: list[str | Path], length: float = 1.0) -> int:
+    """``max_iterations`` of ``wespe fit -c`` with these configs (the last one that sets it
+    wins, as there), times ``length``."""
+    values = [yaml.safe_load(Path(c).read_text()).get("max_iterations") for c in configs]
+    return round([v for v in values if v is not None][-1] * length)
+
+
 def fold_overrides(fold: dict) -> list[str]:
     """Data overrides that select one fold's photos."""
     return [
@@ -352,12 +359,7 @@ def main(argv: list[str] | None = None) -> int:
 
     length: list[str] = []
     if args.length != 1:
-        # The last config that sets it wins, as in wespe fit.
-        iterations = [
-            yaml.safe_load(config.read_text()).get("max_iterations") for config in args.config
-        ]
-        iterations = [i for i in iterations if i is not None][-1]
-        length.append(f"--max_iterations={round(args.length * iterations)}")
+        length.append(f"--max_iterations={config_iterations(args.config, args.length)}")
     results, grid_runs = [], []
     for seed in args.seeds:
         per_fold = []

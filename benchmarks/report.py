@@ -59,10 +59,7 @@ def fold_results(record: dict, fold: str, seeds: list[int]) -> list[dict]:
 
 def iterations(record: dict) -> int:
     """Training iterations of a record's WESPE runs: its configs' max_iterations x length."""
-    import yaml
-
-    values = [yaml.safe_load(Path(c).read_text()).get("max_iterations") for c in record["config"]]
-    return round([v for v in values if v is not None][-1] * record["length"])
+    return quality.config_iterations(record["config"], record["length"])
 
 
 def per_seed(values: list[float], form: str) -> str:
