@@ -71,3 +71,27 @@ def vgg19_torch_home(tmp_path_factory):
 @pytest.fixture
 def quickstart_args(tmp_path: Path) -> list[str]:
     return ["-c", str(CONFIGS / "quickstart.yaml"), *tiny_overrides(tmp_path)]
+
+
+def write_checkpoint(path: Path, run_dir: Path, seed: int = 0) -> Path:
+    """A real Lightning checkpoint of the tiny quickstart model (no training), whose generator
+    and moving-average generator have different random weights, so that each is told apart and
+    the generator is not the identity it is initialised to."""
+    from wespe.cli import cli_main
+
+    cli = cli_main(["-c", str(CONFIGS / "quickstart.yaml"), *tiny_overrides(run_dir)], run=False)
+    model = cli.model
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        for network in (model.generator, model.generator_ema.module):
+            for parameter in network.parameters():
+                parameter.copy_(torch.randn_like(parameter) * 0.2)
+    cli.trainer.strategy.connect(model)
+    cli.trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    """:func:`write_checkpoint` in ``tmp_path``."""
+    return write_checkpoint(tmp_path / "model.ckpt", tmp_path / "runs")
