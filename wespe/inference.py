@@ -315,15 +315,17 @@ class _SharedStatisticsNorm(nn.Module):
             raise _StopForward
         if self.mean is None:
             return self.norm(x)  # per-tile statistics (only for comparisons)
+        # In float32 whatever the autocast dtype: batch_norm wants its input and parameters in
+        # one dtype, and the statistics are float32.
         return nn.functional.batch_norm(
-            x,
-            self.mean.to(x.device, x.dtype),
-            self.variance.to(x.device, x.dtype),
+            x.float(),
+            self.mean.to(x.device),
+            self.variance.to(x.device),
             self.norm.weight,
             self.norm.bias,
             training=False,
             eps=self.norm.eps,
-        )
+        ).to(x.dtype)
 
 
 def _with_shared_statistics(network: nn.Module) -> tuple[nn.Module, list[_SharedStatisticsNorm]]:
@@ -425,12 +427,14 @@ class TiledEnhancer:
             ``"tile"``: each tile's own (what naive tiling does; for comparisons only).
         statistics_megapixels: the most megapixels the statistics are measured on; larger
             photos are measured on an evenly spread lattice of tiles (None: always all).
+        statistics_tile: side of the tiles the statistics are measured on (independent of
+            ``tile_size``, so the result does not depend on the tiling).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         precision: ``"32"``, or ``"bf16"``/``"fp16"`` autocast where the device supports it.
 
     Example:
         >>> from wespe.networks import Generator
-        >>> enhance = TiledEnhancer(Generator(channels=4, num_blocks=1), tile_size=32)
+        >>> enhance = TiledEnhancer(Generator(channels=4, num_blocks=1), tile_size=32, tile_overlap=8)
         >>> enhance(torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8)).shape
         torch.Size([3, 50, 70])
     """
@@ -443,6 +447,7 @@ class TiledEnhancer:
         tile_pad: int | None = None,
         statistics: Literal["image", "tile"] = "image",
         statistics_megapixels: float | None = 1.0,
+        statistics_tile: int = 256,
         device: str | torch.device = "cpu",
         precision: Precision = "32",
     ) -> None:
@@ -457,6 +462,8 @@ class TiledEnhancer:
             )
         if statistics not in ("image", "tile"):
             raise ValueError(f"statistics must be 'image' or 'tile'; got {statistics!r}")
+        if statistics_tile < 1:
+            raise ValueError(f"statistics_tile must be >= 1; got {statistics_tile}")
         if statistics_megapixels is not None and statistics_megapixels <= 0:
             raise ValueError(f"statistics_megapixels must be > 0; got {statistics_megapixels}")
         self.device = _device(device)
@@ -467,6 +474,7 @@ class TiledEnhancer:
         self.tile_pad = receptive_radius(network) if tile_pad is None else tile_pad
         self.statistics = statistics
         self.statistics_megapixels = statistics_megapixels
+        self.statistics_tile = statistics_tile
         self.network, self.norms = _with_shared_statistics(network.to(self.device))
         self.network.requires_grad_(False)
 
@@ -484,18 +492,22 @@ class TiledEnhancer:
         ]
         return self.network(_as_float(window)[None].to(self.device, non_blocking=True)).float()
 
-    def _measure_statistics(self, image: Tensor, progress: Callable[[], None] | None) -> None:
-        height, width = image.shape[-2:]
-        rows = _partition(height, self.tile_size, self.tile_pad)
-        columns = _partition(width, self.tile_size, self.tile_pad)
+    def _statistics_tiles(self, height: int, width: int) -> tuple[list[_Span], list[_Span]]:
+        """Rows and columns of the tiles the statistics are measured on: all of them, or an
+        evenly spread lattice covering at most ``statistics_megapixels``."""
+        rows = _partition(height, self.statistics_tile, self.tile_pad)
+        columns = _partition(width, self.statistics_tile, self.tile_pad)
         if self.statistics_megapixels is not None:
             fraction = self.statistics_megapixels * 1e6 / (height * width)
             if fraction < 1:
                 keep = math.sqrt(fraction)
                 rows = _lattice(rows, math.floor(len(rows) * keep))
                 columns = _lattice(columns, math.floor(len(columns) * keep))
-        for norm in self.norms:
-            norm.mean = norm.variance = None
+        return rows, columns
+
+    def _measure_statistics(
+        self, image: Tensor, rows: list[_Span], columns: list[_Span], step: Callable[[], None]
+    ) -> None:
         for norm in self.norms:
             moments = _Moments()
             for row in rows:
@@ -507,8 +519,7 @@ class TiledEnhancer:
                         pass
                     finally:
                         norm.measure = None
-                    if progress is not None:
-                        progress()
+                    step()
             norm.mean, norm.variance = moments.mean_and_variance()
 
     def __call__(self, image: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
@@ -516,7 +527,8 @@ class TiledEnhancer:
 
         Args:
             image: ``(3, H, W)``, uint8 (0-255), uint16 (0-65535) or float in [0, 1], on the CPU.
-            progress: called as ``progress(done, total)`` after each tile pass.
+            progress: called as ``progress(done, total)`` after each tile (statistics passes
+                included), e.g. to drive a progress bar.
 
         Returns:
             The enhanced photo, ``(3, H, W)``, same dtype as ``image``, on the CPU.
@@ -526,20 +538,33 @@ class TiledEnhancer:
         height, width = image.shape[-2:]
         rows = _spans(height, self.tile_size, self.tile_overlap, self.tile_pad)
         columns = _spans(width, self.tile_size, self.tile_overlap, self.tile_pad)
+        shared = self.statistics == "image" and bool(self.norms)
+        statistics_rows, statistics_columns = (
+            self._statistics_tiles(height, width) if shared else ([], [])
+        )
+        total = len(rows) * len(columns) + (
+            len(statistics_rows) * len(statistics_columns) * len(self.norms)
+        )
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        for norm in self.norms:
+            norm.mean = norm.variance = None  # per-tile statistics unless measured below
         with self._autocast():
-            if self.statistics == "image" and self.norms:
-                self._measure_statistics(image, None)
-            else:
-                for norm in self.norms:
-                    norm.mean = norm.variance = None
+            if shared:
+                self._measure_statistics(image, statistics_rows, statistics_columns, step)
             output = torch.empty_like(image)
-            band: Tensor | None = None  # float32 rows [rows[i].start, rows[i].stop)
-            total, done = len(rows) * len(columns), 0
+            band: Tensor | None = None  # float32 rows [row.start, row.stop) of the tile row
             for index, row in enumerate(rows):
                 carried = band[:, row.start - rows[index - 1].start :] if band is not None else None
                 band = torch.zeros(3, row.stop - row.start, width)
                 if carried is not None:
-                    # Rows shared with the previous band keep what its tiles added.
+                    # Rows shared with the previous tile row keep what its tiles added.
                     band[:, : carried.shape[1]] = carried
                 for column in columns:
                     result = self._run(image, row, column)[0].cpu()
@@ -548,11 +573,11 @@ class TiledEnhancer:
                         row.start - row.context_start : row.stop - row.context_start,
                         column.start - column.context_start : column.stop - column.context_start,
                     ]
-                    weights = row.weights[:, None] * column.weights[None, :]
-                    band[:, :, column.start : column.stop] += result * weights
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
+                    band[:, :, column.start : column.stop] += (
+                        result * row.weights[:, None] * column.weights[None, :]
+                    )
+                    step()
+                # Rows no later tile touches are final: written out, the band moves on.
                 final = rows[index + 1].start if index + 1 < len(rows) else height
                 output[:, row.start : final] = _like(band[:, : final - row.start], image)
         return output
