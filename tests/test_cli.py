@@ -106,14 +106,18 @@ def test_fit_writes_run_folder_and_can_be_validated_tested_and_predicted(
         array = torch.randint(0, 256, (height, width, 3), generator=generator, dtype=torch.uint8)
         Image.fromarray(array.numpy()).save(photos / f"{name}.png")
     output = tmp_path / "enhanced"
-    cli_main(
+    predicted = cli_main(
         [
             "predict", "-c", str(run / "config.yaml"), f"--ckpt_path={last}",
             f"--data.init_args.predict_dir={photos}",
             "--trainer.callbacks=wespe.callbacks.EnhancedImageWriter",
             f"--trainer.callbacks.output_dir={output}",
+            "--trainer.callbacks.tile_size=24",  # several tiles per photo
+            "--trainer.callbacks.tile_overlap=6",
         ]
     )  # fmt: skip
+    # Written as each batch ended; none kept in memory.
+    assert predicted.trainer.predict_loop.predictions == []
     for name in inputs:
         source = torchvision.io.read_image(str(photos / f"{name}.png")).float()[None] / 255
         expected = (restored.enhance(source)[0] * 255).round()

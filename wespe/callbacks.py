@@ -109,17 +109,39 @@ class ModelCheckpoint(_LightningModelCheckpoint):
 
 
 class EnhancedImageWriter(BasePredictionWriter):
-    """Writes each enhanced image of ``wespe predict`` as ``<output_dir>/<name>.png``; a name
-    with subfolders (``trip/0001``, from ``data.predict_dir``) keeps them.
+    """Writes each enhanced image of ``wespe predict`` as ``<output_dir>/<name>.png`` as soon as
+    its batch is done (nothing is kept in memory); a name with subfolders (``trip/0001``, from
+    ``data.predict_dir``) keeps them. Photos of any size are enhanced in tiles by
+    :class:`~wespe.inference.TiledEnhancer`, as ``wespe enhance`` does.
 
     Args:
         output_dir: folder for the images; created if missing. Relative paths are relative to
             the working directory.
+        tile_size, tile_overlap, statistics_megapixels: the tiling (see
+            :class:`~wespe.inference.TiledEnhancer`).
     """
 
-    def __init__(self, output_dir: str | os.PathLike = "predictions") -> None:
+    def __init__(
+        self,
+        output_dir: str | os.PathLike = "predictions",
+        tile_size: int = 512,
+        tile_overlap: int = 32,
+        statistics_megapixels: float | None = 1.0,
+    ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
+        self.tiling = {
+            "tile_size": tile_size,
+            "tile_overlap": tile_overlap,
+            "statistics_megapixels": statistics_megapixels,
+        }
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from wespe.inference import TiledEnhancer
+
+        pl_module.predict_enhancer = TiledEnhancer(
+            pl_module.enhancer, device=pl_module.device, **self.tiling
+        )
 
     def write_on_batch_end(
         self,

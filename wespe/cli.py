@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 import traceback
 from pathlib import Path
 
@@ -79,6 +78,10 @@ class WESPECLI(LightningCLI):
             # torch's default (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turns it off). --weights_only
             # false still opts out, for a trusted checkpoint that needs it.
             config.weights_only = True
+        if "return_predictions" in config and config.return_predictions is None:
+            # EnhancedImageWriter writes each photo as its batch ends; keeping every
+            # full-resolution result in memory too would grow with the folder.
+            config.return_predictions = False
         iterations = config.get("max_iterations")
         if iterations is None:
             return
@@ -268,8 +271,7 @@ def compare_main(args: list[str]) -> None:
 
 
 def main() -> None:
-    """Console entry point of ``wespe``: ``compare``, or a Lightning CLI subcommand."""
-    if sys.argv[1:2] == ["compare"]:
-        compare_main(sys.argv[2:])
-    else:
-        cli_main()
+    """Console entry point of ``wespe`` (kept for ``from wespe.cli import main``)."""
+    from wespe.__main__ import main as dispatch
+
+    dispatch()

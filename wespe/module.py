@@ -35,6 +35,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from wespe.inference import TiledEnhancer
 from wespe.losses import ColorLoss, PerceptualLoss, TextureLoss, TVLoss, VGG19Features
 from wespe.metrics import IMAGE_FIGURES, image_figures
 from wespe.networks import Discriminator, Generator
@@ -198,6 +199,9 @@ class EnhancerModule(pl.LightningModule):
         # A plain dict, not a ModuleDict: the wrappers share the networks' weights and must not
         # add a second copy of them to the state dict.
         self._distributed_networks: dict[str, nn.Module] = {}
+        #: What ``predict_step`` runs: set by :class:`~wespe.callbacks.EnhancedImageWriter` with
+        #: its tiling options, else built with the defaults when prediction starts.
+        self.predict_enhancer: TiledEnhancer | None = None
 
     # ------------------------------------------------------------------ inference
 
@@ -446,8 +450,17 @@ class EnhancerModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._evaluation_epoch_end("test")
 
+    def on_predict_start(self) -> None:
+        if self.predict_enhancer is None:
+            self.predict_enhancer = TiledEnhancer(self.enhancer, device=self.device)
+
+    def on_predict_end(self) -> None:
+        self.predict_enhancer = None  # a snapshot of the weights: not kept past this run
+
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self.enhance(batch["source"])
+        """The batch's photos at full resolution through :class:`~wespe.inference.TiledEnhancer`
+        (bounded memory, equal to the untiled generator), clamped to [0, 1], on the CPU."""
+        return torch.stack([self.predict_enhancer(photo.cpu()) for photo in batch["source"]])
 
 
 class WESPE(EnhancerModule):
