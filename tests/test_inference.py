@@ -46,7 +46,7 @@ def _untiled(network: nn.Module, image: torch.Tensor) -> torch.Tensor:
 def test_tiled_equals_untiled_on_an_image_several_tiles_wide(output, tile, overlap):
     network = _network(output)
     image = _photo(83, 131)  # odd sizes, 3 x 4 tiles and more
-    tiled = TiledEnhancer(network, tile_size=tile, tile_overlap=overlap, statistics_tile=20)
+    tiled = TiledEnhancer(network, tile_size=tile, tile_overlap=overlap)
     difference = (tiled(image) - _untiled(network, image)).abs().max().item()
     assert difference <= TOLERANCE
 
@@ -71,7 +71,7 @@ def test_too_little_context_is_visible_and_the_default_pad_is_the_receptive_radi
 def test_uint8_and_uint16_photos_come_back_in_their_own_type():
     network = _network()
     image = _photo(50, 61)
-    enhancer = TiledEnhancer(network, tile_size=24, tile_overlap=6, statistics_tile=16)
+    enhancer = TiledEnhancer(network, tile_size=24, tile_overlap=6)
     for dtype, scale in ((torch.uint8, 255), (torch.uint16, 65535)):
         quantised = (image * scale).round().to(torch.int32).to(dtype)
         result = enhancer(quantised)
@@ -80,29 +80,15 @@ def test_uint8_and_uint16_photos_come_back_in_their_own_type():
         assert (result.to(torch.float32) - (reference * scale).round()).abs().max() <= 1
 
 
-def test_estimated_statistics_are_shared_by_every_tile_so_the_tiling_does_not_matter():
-    network = _network()
-    image = _photo(96, 128)
-    settings = {"statistics_megapixels": 0.003, "statistics_tile": 16}  # a lattice of 12 tiles
-    results = [
-        TiledEnhancer(network, tile_size=tile, tile_overlap=overlap, **settings)(image)
-        for tile, overlap in ((0, 0), (24, 0), (37, 12))
-    ]
-    for result in results[1:]:
-        assert (result - results[0]).abs().max().item() <= TOLERANCE  # no seams
-    # An estimate: close to the whole photo's statistics, not equal.
-    difference = (results[0] - _untiled(network, image)).abs()
-    assert 0 < difference.max().item() < 0.1
-
-
 def test_progress_counts_statistics_passes_and_tiles():
     network = _network(blocks=1)  # two instance norms
     calls = []
-    TiledEnhancer(network, tile_size=30, tile_overlap=5, statistics_tile=25)(
+    TiledEnhancer(network, tile_size=30, tile_overlap=5)(
         _photo(50, 60), progress=lambda done, total: calls.append((done, total))
     )
-    # statistics: 2 x 3 tiles per norm, 2 norms; output: 2 x 3 tiles of at most 30.
-    assert calls == [(done, 12 + 6) for done in range(1, 19)]
+    # statistics: 2 x 2 tiles of 30 (partitioning 50 x 60) per norm, 2 norms; output: 2 x 3
+    # overlapping tiles of at most 30.
+    assert calls == [(done, 8 + 6) for done in range(1, 15)]
 
 
 def test_bf16_on_cpu_stays_close_to_float32():

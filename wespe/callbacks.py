@@ -117,8 +117,7 @@ class EnhancedImageWriter(BasePredictionWriter):
     Args:
         output_dir: folder for the images; created if missing. Relative paths are relative to
             the working directory.
-        tile_size, tile_overlap, statistics_megapixels: the tiling (see
-            :class:`~wespe.inference.TiledEnhancer`).
+        tile_size, tile_overlap: the tiling (see :class:`~wespe.inference.TiledEnhancer`).
     """
 
     def __init__(
@@ -126,15 +125,10 @@ class EnhancedImageWriter(BasePredictionWriter):
         output_dir: str | os.PathLike = "predictions",
         tile_size: int = 512,
         tile_overlap: int = 32,
-        statistics_megapixels: float | None = 1.0,
     ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
-        self.tiling = {
-            "tile_size": tile_size,
-            "tile_overlap": tile_overlap,
-            "statistics_megapixels": statistics_megapixels,
-        }
+        self.tiling = {"tile_size": tile_size, "tile_overlap": tile_overlap}
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from wespe.inference import TiledEnhancer
