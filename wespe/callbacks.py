@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,6 +17,8 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 from torch import Tensor
 from torchvision.utils import save_image
+
+from wespe._files import replacing
 
 __all__ = ["AtomicCheckpointIO", "EnhancedImageWriter", "ModelCheckpoint"]
 
@@ -45,26 +45,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        handle, temporary = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(handle, "wb") as file:
-                _write(file, buffer.getbuffer())
-                file.flush()
-                os.fsync(file.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)  # mkstemp's file is private to its owner
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(temporary)
-            raise
+        with replacing(path) as temporary, temporary.open("wb") as file:
+            _write(file, buffer.getbuffer())
         return None
 
 

@@ -33,10 +33,7 @@ rounding, far below one 8-bit level (3.9e-3); TorchScript exactly 0.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from wespe._checks import check_choice
+from wespe._files import replacing
 from wespe.inference import load_generator
 
 __all__ = [
@@ -165,9 +163,8 @@ def _export(
     if format == "onnx":
         _require_onnx()  # before the checkpoint is read: fail in a second, not after the work
     model = ClampedGenerator(load_generator(ckpt_path, use_ema=use_ema)).eval()
-    target.parent.mkdir(parents=True, exist_ok=True)
     difference = None
-    with _replacing(target) as temporary:
+    with replacing(target) as temporary:
         if format == "onnx":
             _write_onnx(model, temporary, opset)
         else:
@@ -183,24 +180,6 @@ def _require_onnx() -> None:
         import onnxscript  # noqa: F401
     except ImportError as error:
         raise ImportError(f"{_MISSING_ONNX} ({error})") from error
-
-
-@contextlib.contextmanager
-def _replacing(target: Path) -> Iterator[Path]:
-    """A temporary file beside ``target`` that replaces it if the block succeeds, and is
-    removed in any case (same folder, so ``os.replace`` is an atomic rename)."""
-    descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(descriptor)
-    temporary = Path(name)
-    try:
-        yield temporary
-        # mkstemp makes the file private (0600); the export gets an ordinary file's permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _write_onnx(model: nn.Module, path: Path, opset: int | None) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import secrets
 import struct
 import warnings
 import zlib
@@ -45,6 +44,7 @@ import torch
 from PIL import ExifTags, Image, TiffImagePlugin
 from torch import Tensor
 
+from wespe._files import replacing
 from wespe.data.datasets import decode_image, find_images, image_problem
 
 __all__ = [
@@ -564,9 +564,7 @@ def write_photo(
     if exif is not None and not exif.startswith(b"Exif\0\0"):
         exif = b"Exif\0\0" + exif
     pixels = pixels.cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _new_temporary_file(path)
-    try:
+    with replacing(path, overwrite=overwrite) as temporary:
         if file_format == "TIFF":
             _write_tiff(temporary, pixels, icc_profile, exif, dpi)
         elif file_format == "PNG" and pixels.dtype == torch.uint16:
@@ -575,26 +573,10 @@ def write_photo(
             _save_with_pillow(
                 temporary, _to_uint8(pixels), file_format, quality, icc_profile, exif, dpi, lossless
             )
-        with temporary.open("r+b") as file:
-            os.fsync(file.fileno())  # the data is on disk before the name points at it
-        if not overwrite and path.exists():  # created by someone else meanwhile
-            raise FileExistsError(_exists_message(path))
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _exists_message(path: Path) -> str:
     return f"{path} already exists; choose another output folder or allow overwriting it"
-
-
-def _new_temporary_file(path: Path) -> Path:
-    """An empty new file beside ``path``, hidden, created with the usual permissions (not
-    tempfile's owner-only ones, which the renamed photo would keep)."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    return temporary
 
 
 def _to_uint8(pixels: Tensor) -> Tensor:
