@@ -51,6 +51,13 @@ def test_tiled_equals_untiled_on_an_image_several_tiles_wide(output, tile, overl
     assert difference <= TOLERANCE
 
 
+def test_the_callers_network_keeps_its_mode_and_layers():
+    network = _network().train()
+    TiledEnhancer(network, tile_size=32, tile_overlap=8)(_photo(40, 40))
+    assert network.training
+    assert any(isinstance(m, nn.InstanceNorm2d) for m in network.modules())
+
+
 def test_per_tile_statistics_disagree_with_the_untiled_network():
     # What naive tiling does: the reason whole-photo statistics are needed.
     network = _network()

@@ -323,7 +323,8 @@ class _SharedStatisticsNorm(nn.Module):
 
 
 def _with_shared_statistics(network: nn.Module) -> tuple[nn.Module, list[_SharedStatisticsNorm]]:
-    """A copy of ``network`` whose instance norms use shared statistics, in forward order."""
+    """``network`` with its instance norms replaced (in place) by ones that use shared
+    statistics, and those in forward order."""
     unsupported = [
         f"{name} ({type(m).__name__})"
         for name, m in network.named_modules()
@@ -334,7 +335,7 @@ def _with_shared_statistics(network: nn.Module) -> tuple[nn.Module, list[_Shared
             "tiled enhancement cannot reproduce layers that pool over the whole image: "
             f"{', '.join(unsupported)}; enhance untiled (tile_size 0)"
         )
-    copied = copy.deepcopy(network)
+    copied = network
     norms: list[_SharedStatisticsNorm] = []
     for name, module in list(copied.named_modules()):
         # In eval mode a norm with running statistics already ignores the image's own.
@@ -450,12 +451,13 @@ class TiledEnhancer:
             raise ValueError(f"statistics must be 'image' or 'tile'; got {statistics!r}")
         self.device = _device(device)
         self.autocast_dtype = _check_precision(precision, self.device)
-        network = network.eval()
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
         self.tile_pad = receptive_radius(network) if tile_pad is None else tile_pad
         self.statistics = statistics
-        self.network, self.norms = _with_shared_statistics(network.to(self.device))
+        # A copy: the caller's network keeps its device and mode.
+        copied = copy.deepcopy(network).eval().to(self.device)
+        self.network, self.norms = _with_shared_statistics(copied)
         self.network.requires_grad_(False)
 
     @contextlib.contextmanager
