@@ -820,3 +820,39 @@ def test_a_crafted_vgg_weights_file_cannot_run_code(tmp_path, monkeypatch):
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         vgg.load_weights()
     assert not marker.exists()
+
+
+def test_the_loss_library_and_the_networks_import_without_lightning():
+    # Other projects borrow the losses: importing them must not pull in the training stack.
+    # In a fresh interpreter, since this one has imported everything already.
+    import subprocess
+    import sys
+
+    heavy = ("pytorch_lightning", "lightning", "lightning_fabric", "torchmetrics", "wandb")
+    heavy += ("jsonargparse", "matplotlib", "wespe.module", "wespe.cli", "wespe.data.datamodule")
+    code = (
+        "import sys, wespe.losses, wespe.networks, wespe.inference, wespe.enhance\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_view_losses_are_built_on_an_adversarial_loss_not_substituted_for_one():
+    # Their methods take (discriminator, images), not logits: they must not pose as one.
+    from wespe.losses import ColorLoss, TextureLoss
+
+    for loss in (
+        ColorLoss(kind="lsgan", loss_weight=0.5),
+        TextureLoss(kind="lsgan", loss_weight=0.5),
+    ):
+        assert not isinstance(loss, AdversarialLoss)
+        assert isinstance(loss.adversarial, AdversarialLoss)
+        assert (loss.kind, loss.loss_weight) == ("lsgan", 0.5)
+        discriminator = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(1))
+        fake = torch.rand(2, 3, 24, 24)
+        expected = loss.adversarial.generator_loss(discriminator(loss.view(fake)))
+        torch.testing.assert_close(loss.generator_loss(discriminator, fake), expected)
+        torch.testing.assert_close(loss(discriminator, fake), expected)

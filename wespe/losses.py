@@ -572,17 +572,38 @@ class AdversarialLoss(nn.Module):
         return f"kind={self.kind!r}, loss_weight={self.loss_weight}"
 
 
-class _ViewAdversarialLoss(AdversarialLoss):
-    """An adversarial loss whose discriminator sees a fixed view of the images (WESPE)."""
+class _ViewAdversarialLoss(nn.Module):
+    """An adversarial loss whose discriminator sees a fixed view of the images (WESPE).
+
+    Not an :class:`AdversarialLoss` but built on one (``self.adversarial``): its methods take
+    the discriminator and images, where :class:`AdversarialLoss`'s take logits, so it could not
+    stand in for one.
+    """
+
+    def __init__(self, kind: AdversarialKind = "vanilla", loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.adversarial = AdversarialLoss(kind, loss_weight)
+
+    @property
+    def kind(self) -> AdversarialKind:
+        return self.adversarial.kind
+
+    @property
+    def loss_weight(self) -> float:
+        return self.adversarial.loss_weight
 
     def view(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def generator_loss(self, discriminator: nn.Module, fake: Tensor) -> Tensor:  # type: ignore[override]
-        """Weighted generator loss of ``fake`` images ``(B, 3, H, W)`` in [0, 1]."""
-        return super().generator_loss(discriminator(self.view(fake)))
+    def forward(self, discriminator: nn.Module, fake: Tensor) -> Tensor:
+        """:meth:`generator_loss`."""
+        return self.generator_loss(discriminator, fake)
 
-    def discriminator_loss(  # type: ignore[override]
+    def generator_loss(self, discriminator: nn.Module, fake: Tensor) -> Tensor:
+        """Weighted generator loss of ``fake`` images ``(B, 3, H, W)`` in [0, 1]."""
+        return self.adversarial.generator_loss(discriminator(self.view(fake)))
+
+    def discriminator_loss(
         self, discriminator: nn.Module, real: Tensor, fake: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Discriminator loss and accuracy on ``real`` photos versus ``fake`` (detached) images.
@@ -592,7 +613,7 @@ class _ViewAdversarialLoss(AdversarialLoss):
         """
         logits = discriminator(torch.cat([self.view(real), self.view(fake.detach())]))
         real_logits, fake_logits = logits.split([real.shape[0], fake.shape[0]])
-        loss = super().discriminator_loss(real_logits, fake_logits)
+        loss = self.adversarial.discriminator_loss(real_logits, fake_logits)
         threshold = 0.5 if self.kind == "lsgan" else 0.0
         return loss, discriminator_accuracy(real_logits.detach(), fake_logits.detach(), threshold)
 
