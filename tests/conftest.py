@@ -36,7 +36,6 @@ def tiny_overrides(run_dir: Path, iterations: int = 3) -> list[str]:
         f"--model.init_args.texture_discriminator.{network}.fc_features=8",
         f"--model.init_args.color_discriminator.{network}.widths=[4,4,4,4,4]",
         f"--model.init_args.color_discriminator.{network}.fc_features=8",
-        "--model.init_args.sample_size=32",
         "--data.init_args.patch_size=32",
         "--data.init_args.batch_size=2",
         "--data.init_args.patches_per_epoch=8",

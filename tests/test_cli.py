@@ -68,7 +68,8 @@ def test_fit_writes_run_folder_and_can_be_validated_tested_and_predicted(
     assert last.is_file()
     samples = sorted((run / "samples").glob("val_iter*.png"))
     assert samples, "no sample grid written"
-    assert Image.open(samples[-1]).size[0] == 4 * 32 + 5 * 2  # four 32-px panels and padding
+    # The config's SampleGrids: four 192-px panels and padding.
+    assert Image.open(samples[-1]).size[0] == 4 * 192 + 5 * 2
 
     # The checkpoint rebuilds the model from its saved configuration, without the CLI.
     restored = WESPE.load_from_checkpoint(last, map_location="cpu")

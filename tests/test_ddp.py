@@ -15,7 +15,7 @@ from pytorch_lightning.demos.boring_classes import BoringModel
 from test_module import tiny_data, tiny_wespe
 from torch.nn.parallel import DistributedDataParallel
 
-from wespe.callbacks import ModelCheckpoint
+from wespe.callbacks import ModelCheckpoint, RunState
 from wespe.cli import cli_main
 from wespe.data import EmbeddedSampleDataModule
 from wespe.data.datasets import EpochSampler
@@ -93,7 +93,7 @@ def ddp_trainer(
         max_steps=2 * iterations,
         default_root_dir=tmp_path,
         logger=False,
-        callbacks=list(callbacks),
+        callbacks=[RunState(), *callbacks],  # as the CLI adds it
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,

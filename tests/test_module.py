@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -27,8 +28,6 @@ def tiny_wespe(cls: type[WESPE] = WESPE, **kwargs) -> WESPE:
         tv_loss=TVLoss(p=2, loss_weight=10.0),
         color_loss=ColorLoss(loss_weight=5e-3, kernel_size=5, sigma=1.0),
         texture_loss=TextureLoss(loss_weight=5e-3),
-        num_sample_images=1,
-        sample_size=16,
     )
     return cls(**{**defaults, **kwargs})
 
@@ -246,9 +245,12 @@ def test_schedulers_step_once_per_iteration(tmp_path):
 
 
 def test_validation_reports_psnr_of_input_and_output(tmp_path):
+    from wespe.callbacks import SampleGrids
+
     model = tiny_wespe()
     data = tiny_data()
-    trainer = tiny_trainer(tmp_path, limit_val_batches=None)
+    grids = SampleGrids(num_images=2, size=16)
+    trainer = tiny_trainer(tmp_path, limit_val_batches=None, callbacks=[grids])
     (metrics,) = trainer.validate(model, data)
     data.setup()
     # The input's figures are a property of the data alone: recompute them directly.
@@ -275,8 +277,11 @@ def test_validation_reports_psnr_of_input_and_output(tmp_path):
     assert metrics["val/contrast_ratio_input"] < 0.9
     for name in ("ciede2000", "contrast_ratio", "colorfulness_ratio"):
         assert math.isfinite(metrics[f"val/{name}"])
-    samples = list((tmp_path / "samples").glob("val_iter*.png"))
-    assert len(samples) == 1
+    # The sample grid: a row per photo (2), WESPE's four panels each, 16 px, 2 px padding.
+    (sample,) = (tmp_path / "samples").glob("val_iter*.png")
+    from PIL import Image
+
+    assert Image.open(sample).size == (4 * 16 + 5 * 2, 2 * 16 + 3 * 2)
 
 
 def test_test_stage_evaluates_the_test_photos_not_the_validation_ones(tmp_path):
@@ -321,30 +326,44 @@ def test_sample_grid_reconstructs_through_the_trained_generator():
     assert not torch.allclose(panels[2], through_average)
 
 
-def test_throughput_leaves_validation_time_out(tmp_path):
+def test_throughput_of_the_configs_monitor_counts_iterations_and_leaves_validation_out(tmp_path):
+    # The configs' ThroughputMonitor (Lightning's), as they set it up: it counts batches, i.e.
+    # WESPE iterations (two optimizer steps each), and leaves validation time out.
+    import csv
+
+    from pytorch_lightning.callbacks import ThroughputMonitor
+    from pytorch_lightning.loggers import CSVLogger
+
+    from wespe.callbacks import batch_size
+
     pause = 0.5
 
     class SlowValidation(WESPE):
-        throughputs: list[float] = []
-
         def validation_step(self, batch, batch_idx):
             time.sleep(pause)
             return super().validation_step(batch, batch_idx)
 
-        def log(self, name, value, *args, **kwargs):
-            if name == "train/images_per_second":
-                self.throughputs.append(float(value))
-            return super().log(name, value, *args, **kwargs)
-
-    model = tiny_wespe(SlowValidation)
+    monitor = ThroughputMonitor(batch_size_fn=batch_size, window_size=2, separator="/")
     trainer = tiny_trainer(
-        tmp_path, max_steps=8, val_check_interval=1, limit_val_batches=1, num_sanity_val_steps=0
+        tmp_path,
+        max_steps=12,
+        val_check_interval=1,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        callbacks=[monitor],
+        logger=CSVLogger(tmp_path),
+        log_every_n_steps=1,
     )
-    trainer.fit(model, tiny_data())
-    # Batches of 2 through tiny networks: far more than 2 / pause images per second, unless the
-    # interval spans a validation.
-    assert len(model.throughputs) == 3
-    assert min(model.throughputs) > 2 / pause
+    trainer.fit(tiny_wespe(SlowValidation), tiny_data())
+    with open(Path(trainer.log_dir) / "metrics.csv") as f:
+        # One process: Lightning logs the per-device figures (the global ones under DDP).
+        rows = [r for r in csv.DictReader(f) if r.get("train/device/samples_per_sec")]
+    # Six iterations; the window of 2 fills at the second.
+    assert [float(r["train/batches"]) for r in rows] == [2, 3, 4, 5, 6]
+    rates = [float(r["train/device/samples_per_sec"]) for r in rows]
+    # Batches of 2 through tiny networks: far more than 2 / pause images per second, unless
+    # the interval spans a validation.
+    assert min(rates) > 2 / pause
 
 
 def test_enhance_keeps_size_and_range():
@@ -441,8 +460,6 @@ def test_supervised_reference_learns_paired_data(tmp_path):
     torch.manual_seed(0)
     model = SupervisedEnhancer(
         generator=Generator(channels=4, num_blocks=1, output="residual", init="identity"),
-        num_sample_images=1,
-        sample_size=16,
     )
     data = EmbeddedSampleDataModule(
         patch_size=32, batch_size=4, patches_per_epoch=8, max_size=64, paired_training=True

@@ -3,6 +3,7 @@ checkpoints; resumes continue the same run folder and refuse changed model setti
 
 from __future__ import annotations
 
+import csv
 import os
 import pickle
 import random
@@ -20,7 +21,7 @@ import yaml
 from conftest import CONFIGS, tiny_overrides
 from test_module import tiny_data, tiny_trainer, tiny_wespe
 
-from wespe.callbacks import ModelCheckpoint
+from wespe.callbacks import ModelCheckpoint, RunState
 from wespe.cli import cli_main
 
 
@@ -46,7 +47,8 @@ def fit(
     torch.manual_seed(0)
     model = tiny_wespe(ema_decay=0.9)
     recorder = BatchRecorder()
-    callbacks = [recorder, *trainer_kwargs.pop("callbacks", [])]
+    # RunState as the CLI adds it: the random streams continue across a resume.
+    callbacks = [recorder, RunState(), *trainer_kwargs.pop("callbacks", [])]
     if every is not None:
         callbacks.append(
             ModelCheckpoint(
@@ -208,7 +210,8 @@ def test_resume_last_continues_the_same_run_folder(tmp_path, monkeypatch):
     assert Path(resumed.trainer.log_dir) == run  # no version_1
     assert resumed.trainer.global_step == 10
     assert sorted(p.name for p in run.parent.iterdir()) == [run.name]
-    steps = [line.split(",")[1] for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    with open(run / "metrics.csv") as f:
+        steps = [row["step"] for row in csv.DictReader(f)]
     assert {"0", "4"} <= set(steps)  # both halves logged into one metrics file
 
 
@@ -337,7 +340,7 @@ def test_a_crafted_checkpoint_cannot_run_code(tmp_path, monkeypatch, subcommand)
 def test_gpu_random_state_is_the_process_own_device_and_restores_on_fewer_gpus(monkeypatch):
     """No GPU here: torch.cuda's state functions are stood in for, to check which device's
     state is saved and where it goes back (a process on GPU 3, resumed on a 1-GPU machine)."""
-    from wespe import module
+    from wespe import callbacks
 
     saved_from, restored_to = [], []
     monkeypatch.setattr(
@@ -347,12 +350,12 @@ def test_gpu_random_state_is_the_process_own_device_and_restores_on_fewer_gpus(m
         torch.cuda, "set_rng_state", lambda state, device: restored_to.append((state, device))
     )
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", None)  # would fail on fewer GPUs
-    states = module._rng_states(torch.device("cuda", 3))
+    states = callbacks._rng_states(torch.device("cuda", 3))
     assert saved_from == [torch.device("cuda", 3)]
-    module._set_rng_states(states, torch.device("cuda", 0))
+    callbacks._set_rng_states(states, torch.device("cuda", 0))
     assert len(restored_to) == 1 and restored_to[0][1] == torch.device("cuda", 0)
     assert torch.equal(restored_to[0][0], torch.ones(8))
-    module._set_rng_states(states, torch.device("cpu"))  # a CPU resume leaves CUDA alone
+    callbacks._set_rng_states(states, torch.device("cpu"))  # a CPU resume leaves CUDA alone
     assert len(restored_to) == 1
 
 

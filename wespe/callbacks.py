@@ -4,23 +4,203 @@ from __future__ import annotations
 
 import io
 import os
+import random
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from fsspec.implementations.local import LocalFileSystem
 from lightning_fabric.plugins import TorchCheckpointIO
 from lightning_fabric.utilities.cloud_io import get_filesystem
-from pytorch_lightning.callbacks import BasePredictionWriter
+from pytorch_lightning.callbacks import BasePredictionWriter, Callback
 from pytorch_lightning.callbacks import ModelCheckpoint as _LightningModelCheckpoint
+from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 
 from wespe._files import replacing
+from wespe.loggers import run_folder
 
-__all__ = ["AtomicCheckpointIO", "EnhancedImageWriter", "ModelCheckpoint"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "EnhancedImageWriter",
+    "ModelCheckpoint",
+    "RunState",
+    "SampleGrids",
+    "batch_size",
+]
+
+
+def batch_size(batch: dict[str, Tensor]) -> int:
+    """Photos in a batch (its ``source``): the ``batch_size_fn`` of Lightning's
+    ``ThroughputMonitor`` in the configs."""
+    return batch["source"].shape[0]
+
+
+def _rng_states(device: torch.device) -> dict:
+    """Python, numpy and torch random states (CPU, and ``device``'s if it is a GPU), in types
+    ``weights_only`` loads."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    states = {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        # This process's GPU only: a machine with fewer GPUs can restore it, and under DDP
+        # each process has its own.
+        states["torch.cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _set_rng_states(states: dict, device: torch.device) -> None:
+    random.setstate(states["python"])
+    name, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if "torch.cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["torch.cuda"], device)
+
+
+class RunState(Callback):
+    """What a resumed run needs beside the weights, kept in the checkpoint: each process's
+    random states (Python, numpy, torch, its GPU's), so that a resumed run continues the same
+    random streams, and the W&B run id, so that ``wespe fit --ckpt_path`` continues the same
+    W&B run. The ``wespe`` CLI adds it to every run; add it yourself to a Trainer built in
+    Python.
+    """
+
+    def __init__(self) -> None:
+        self._restored: dict | None = None
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
+        # One entry per process (global rank): only rank 0 writes the file, so under DDP the
+        # others' states are gathered to it (every process saves: Lightning calls this on all).
+        states = _rng_states(pl_module.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[dict | None] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, states)
+            checkpoint["rng_states"] = gathered
+        else:
+            checkpoint["rng_states"] = [states]
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                # Lightning does not keep the W&B run id; the CLI reuses it on resume.
+                checkpoint["wandb_run_id"] = logger.version
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
+        # Only a resumed fit continues the random streams; loading weights to evaluate or
+        # predict leaves the caller's random state alone.
+        if "rng_states" not in checkpoint or trainer.state.fn != "fit":
+            return
+        states = checkpoint["rng_states"]
+        states = [states] if isinstance(states, dict) else states  # older checkpoints
+        rank = trainer.global_rank
+        if rank < len(states):
+            # Applied when training starts: Lightning builds the data iterator in between,
+            # which draws a seed from torch's generator.
+            self._restored = states[rank]
+        else:
+            warnings.warn(
+                f"The checkpoint holds the random states of {len(states)} processes; "
+                f"process {rank} of this run continues with its own, so the run is not "
+                "bit-identical to one that was not interrupted.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._restored is not None:
+            _set_rng_states(self._restored, pl_module.device)
+            self._restored = None
+
+
+class SampleGrids(Callback):
+    """Sample grids of validation and test: one row per evaluation photo, its panels as the
+    model's ``sample_panels`` gives them (center crops, scaled to a common size), written to
+    ``<run folder>/samples/<stage>_iter<iteration>.png`` and handed to every logger that takes
+    images (W&B's ``log_image``).
+
+    Args:
+        num_images: evaluation photos shown (the first batches', one each).
+        size: the grid shows center crops of at most this size, scaled to it.
+    """
+
+    def __init__(self, num_images: int = 4, size: int = 192) -> None:
+        if num_images < 1 or size < 1:
+            raise ValueError(f"num_images and size must be >= 1; got {num_images}, {size}")
+        self.num_images = num_images
+        self.size = size
+        self._rows: list[Tensor] = []
+
+    def _row(self, panels: Sequence[Tensor]) -> Tensor:
+        height, width = panels[0].shape[-2:]
+        h, w = min(height, self.size), min(width, self.size)
+        top, left = (height - h) // 2, (width - w) // 2
+        crops = torch.stack([p[0, :, top : top + h, left : left + w].detach() for p in panels])
+        # Rows of different photos get a common size so they fit one grid.
+        return torch.nn.functional.interpolate(
+            crops.float().cpu(), size=(self.size, self.size), mode="bilinear", align_corners=False
+        )
+
+    def _collect(
+        self, pl_module: pl.LightningModule, outputs: Any, batch: dict, index: int
+    ) -> None:
+        if index < self.num_images and isinstance(outputs, dict) and "enhanced" in outputs:
+            panels = pl_module.sample_panels(batch["source"], outputs["enhanced"], batch["clean"])
+            self._rows.append(self._row(panels))
+
+    def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        rows, self._rows = self._rows, []
+        if not rows or trainer.sanity_checking:
+            return
+        grid = make_grid(torch.cat(rows), nrow=len(rows[0]), padding=2, pad_value=1.0)
+        # Every process asks: Trainer.log_dir is a collective call (a broadcast from rank 0).
+        folder = run_folder(trainer) / "samples"
+        if not trainer.is_global_zero:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        save_image(grid, folder / f"{stage}_iter{pl_module.iteration:07d}.png")
+        caption = getattr(pl_module, "SAMPLE_CAPTION", "")
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key=f"{stage}/samples", images=[grid], caption=[caption])
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._collect(pl_module, outputs, batch, batch_idx)
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._collect(pl_module, outputs, batch, batch_idx)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write(trainer, pl_module, "test")
 
 
 def _write(file: BinaryIO, data: memoryview) -> None:

@@ -21,8 +21,10 @@ from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
+from wespe.callbacks import RunState
 from wespe.data.datamodule import UnpairedDataModule
-from wespe.module import EnhancerModule, run_folder
+from wespe.loggers import run_folder
+from wespe.module import EnhancerModule
 
 __all__ = ["SaveAndLogConfigCallback", "WESPECLI", "cli_main", "compare_main", "main"]
 
@@ -222,6 +224,8 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> WESPECLI:
         save_config_callback=SaveAndLogConfigCallback,
         # A resumed run writes its config into the same run folder again.
         save_config_kwargs={"overwrite": True},
+        # Always there, whatever the config's callbacks: a resume needs what it saves.
+        trainer_defaults={"callbacks": [RunState()]},
         args=args,
         run=run,
     )

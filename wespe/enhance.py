@@ -39,7 +39,7 @@ class EnhanceSummary:
         rate = self.megapixels / self.seconds if self.seconds > 0 else 0.0
         lines = [
             f"enhanced {len(self.written)} photo(s), {self.megapixels:.1f} MP in "
-            f"{self.seconds:.1f} s ({rate:.2f} MP/s); {len(self.existing)} kept as they were "
+            f"{self.seconds:.1f} s ({rate:.3g} MP/s); {len(self.existing)} kept as they were "
             f"(output exists; --overwrite replaces), {len(self.failed)} failed"
             + (":" if self.failed else "")
         ]

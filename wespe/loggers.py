@@ -5,14 +5,26 @@ from __future__ import annotations
 import csv
 import netrc
 import os
+from pathlib import Path
 from typing import Any, Literal
 
+import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger as _LightningCSVLogger
 from pytorch_lightning.loggers import WandbLogger as _LightningWandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
-__all__ = ["CSVLogger", "WandbLogger", "wandb_offline_by_default"]
+__all__ = ["CSVLogger", "WandbLogger", "run_folder", "wandb_offline_by_default"]
+
+
+def run_folder(trainer: pl.Trainer) -> Path:
+    """The folder of this run's files: the CSV/TensorBoard version folder, or for W&B the
+    folder that holds its checkpoints (``<save_dir>/<project>/<run id>``); Lightning's
+    ``log_dir`` is the shared ``save_dir`` there. Call it on every process under DDP."""
+    logger = trainer.logger
+    if isinstance(logger, _LightningWandbLogger):
+        return Path(logger.save_dir or ".") / str(logger.name) / str(logger.version)
+    return Path(trainer.log_dir or trainer.default_root_dir)
 
 
 class CSVLogger(_LightningCSVLogger):

@@ -16,20 +16,13 @@ steps, so it is twice the iteration count; :attr:`WESPE.iteration` gives iterati
 from __future__ import annotations
 
 import inspect
-import random
-import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-import torchvision
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
-from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric, MetricCollection
@@ -91,41 +84,6 @@ def check_finite(terms: dict[str, Tensor], iteration: int) -> None:
     )
 
 
-def _rng_states(device: torch.device) -> dict:
-    """Python, numpy and torch random states (CPU, and ``device``'s if it is a GPU), in types
-    ``weights_only`` loads."""
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    states = {
-        "python": random.getstate(),
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
-        "torch": torch.get_rng_state(),
-    }
-    if device.type == "cuda":
-        # This process's GPU only: a machine with fewer GPUs can restore it, and under DDP
-        # each process has its own.
-        states["torch.cuda"] = torch.cuda.get_rng_state(device)
-    return states
-
-
-def _set_rng_states(states: dict, device: torch.device) -> None:
-    random.setstate(states["python"])
-    name, keys, position, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
-    torch.set_rng_state(states["torch"])
-    if "torch.cuda" in states and device.type == "cuda":
-        torch.cuda.set_rng_state(states["torch.cuda"], device)
-
-
-def run_folder(trainer: pl.Trainer) -> Path:
-    """The folder of this run's files: the CSV/TensorBoard version folder, or for W&B the
-    folder that holds its checkpoints (``<save_dir>/<project>/<run id>``); Lightning's
-    ``log_dir`` is the shared ``save_dir`` there. Call it on every process under DDP."""
-    logger = trainer.logger
-    if isinstance(logger, WandbLogger):
-        return Path(logger.save_dir or ".") / str(logger.name) / str(logger.version)
-    return Path(trainer.log_dir or trainer.default_root_dir)
-
-
 def _reference_metrics() -> MetricCollection:
     return MetricCollection(
         {
@@ -138,32 +96,29 @@ def _reference_metrics() -> MetricCollection:
 
 class EnhancerModule(pl.LightningModule):
     """What every enhancer here shares: a generator, its optional moving average, and the
-    evaluation (PSNR/SSIM against clean references, no-reference figures, sample grids,
-    prediction). Subclasses add the training.
+    evaluation (PSNR/SSIM against clean references, no-reference figures, the panels of a
+    sample grid, prediction). Subclasses add the training.
+
+    What is not the model lives in callbacks (:mod:`wespe.callbacks`): sample-grid files
+    (:class:`~wespe.callbacks.SampleGrids`, which asks :meth:`sample_panels`), random states
+    and the W&B run id in checkpoints (:class:`~wespe.callbacks.RunState`), learning rates and
+    throughput (Lightning's ``LearningRateMonitor`` and ``ThroughputMonitor``).
 
     Args:
         generator: the enhancing network, ``(B, 3, H, W)`` in [0, 1] to the same shape;
             default the DPED :class:`Generator`.
         ema_decay: keep an exponential moving average of the generator's weights with this
             decay (None: off). Evaluation, prediction and :meth:`enhance` then use the average.
-        num_sample_images: evaluation images shown in the sample grid.
-        sample_size: the grid shows center crops of at most this size.
     """
 
     #: Optimizer steps per training iteration; Lightning's global_step counts optimizer steps.
     OPTIMIZER_STEPS_PER_ITERATION = 1
-    #: Names of the optimizers, in configure_optimizers' order, for logged learning rates.
-    OPTIMIZER_NAMES: tuple[str, ...] = ("generator",)
     #: Attributes holding the networks that training updates; PerNetworkDDPStrategy wraps each.
     TRAINED_NETWORKS: tuple[str, ...] = ("generator",)
+    #: FLOPs of one training iteration, for Lightning's ThroughputMonitor (None: not counted).
+    flops_per_batch: int | None = None
 
-    def __init__(
-        self,
-        generator: nn.Module | None = None,
-        ema_decay: float | None = None,
-        num_sample_images: int = 4,
-        sample_size: int = 192,
-    ) -> None:
+    def __init__(self, generator: nn.Module | None = None, ema_decay: float | None = None) -> None:
         super().__init__()
         self.generator = generator if generator is not None else Generator()
         self.generator_ema: AveragedModel | None = None
@@ -174,8 +129,6 @@ class EnhancerModule(pl.LightningModule):
                 self.generator, multi_avg_fn=partial(_ema_update, ema_decay), use_buffers=True
             )
             self.generator_ema.requires_grad_(False)
-        self.num_sample_images = num_sample_images
-        self.sample_size = sample_size
         # One metric object per stage, so validation never mixes with test.
         self.eval_metrics = nn.ModuleDict(
             {
@@ -193,9 +146,6 @@ class EnhancerModule(pl.LightningModule):
                 for stage in ("val", "test")
             }
         )
-        self._samples: list[Tensor] = []
-        self._last_batch_end: float | None = None
-        self._restored_rng_states: dict | None = None
         # A plain dict, not a ModuleDict: the wrappers share the networks' weights and must not
         # add a second copy of them to the state dict.
         self._distributed_networks: dict[str, nn.Module] = {}
@@ -272,72 +222,12 @@ class EnhancerModule(pl.LightningModule):
                 if isinstance(module, VGG19Features):
                     module.load_weights()
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # One entry per process (global rank): only rank 0 writes the file, so under DDP the
-        # others' states are gathered to it (every process saves: Lightning calls this on all).
-        states = _rng_states(self.device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list[dict | None] = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, states)
-            checkpoint["rng_states"] = gathered
-        else:
-            checkpoint["rng_states"] = [states]
-        for logger in self.loggers:
-            if isinstance(logger, WandbLogger):
-                # Lightning does not keep the W&B run id; the CLI reuses it on resume.
-                checkpoint["wandb_run_id"] = logger.version
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Only a resumed fit continues the random streams; loading weights to evaluate or
-        # predict leaves the caller's random state alone.
-        if (
-            "rng_states" in checkpoint
-            and self._trainer is not None
-            and self.trainer.state.fn == "fit"
-        ):
-            states = checkpoint["rng_states"]
-            states = [states] if isinstance(states, dict) else states  # older checkpoints
-            rank = self.trainer.global_rank
-            if rank < len(states):
-                # Applied when training starts: Lightning builds the data iterator in between,
-                # which draws a seed from torch's generator.
-                self._restored_rng_states = states[rank]
-            else:
-                warnings.warn(
-                    f"The checkpoint holds the random states of {len(states)} processes; "
-                    f"process {rank} of this run continues with its own, so the run is not "
-                    "bit-identical to one that was not interrupted.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-
     def _check_finite(self, terms: dict[str, Tensor]) -> None:
         """:func:`check_finite`, except under a GradScaler (16-mixed): there an overflowing
         fp16 loss is expected now and then, and the scaler skips that step and halves its
         scale, as torch and Lightning intend."""
         if getattr(self.trainer.precision_plugin, "scaler", None) is None:
             check_finite(terms, self.iteration + 1)
-
-    def on_train_start(self) -> None:
-        if self._restored_rng_states is not None:
-            _set_rng_states(self._restored_rng_states, self.device)
-            self._restored_rng_states = None
-
-    def on_train_batch_end(self, outputs: object, batch: dict[str, Tensor], batch_idx: int) -> None:
-        # Throughput over the whole iteration (data, both steps, logging), and each learning rate.
-        now = time.perf_counter()
-        if self._last_batch_end is not None:
-            seconds = now - self._last_batch_end
-            self.log("train/images_per_second", batch["source"].shape[0] / seconds)
-        self._last_batch_end = now
-        for index, optimizer in enumerate(self.trainer.optimizers):
-            self.log(f"train/lr_{self.OPTIMIZER_NAMES[index]}", optimizer.param_groups[0]["lr"])
-
-    def on_validation_end(self) -> None:
-        # Validation and the checkpoint saved after it (callbacks' on_validation_end runs
-        # first) are not training throughput: the next iteration is timed from here.
-        if self._last_batch_end is not None:
-            self._last_batch_end = time.perf_counter()
 
     @staticmethod
     def build_optimizer(
@@ -360,7 +250,7 @@ class EnhancerModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
 
-    def _evaluation_step(self, batch: dict[str, Tensor], batch_idx: int, stage: str) -> None:
+    def _evaluation_step(self, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor]:
         source, clean = batch["source"], batch["clean"]
         enhanced = self(source).clamp(0, 1)
         metrics = self.eval_metrics[stage]
@@ -369,33 +259,15 @@ class EnhancerModule(pl.LightningModule):
         for suffix, images in (("", enhanced), ("_input", source)):
             for name, values in image_figures(images, clean).items():
                 metrics[f"{name}{suffix}"].update(values)
-        if batch_idx < self.num_sample_images:
-            self._samples.append(self._sample_row(*self.sample_panels(source, enhanced, clean)))
+        return {"enhanced": enhanced}  # for callbacks' on_*_batch_end (sample grids)
 
     def sample_panels(self, source: Tensor, enhanced: Tensor, clean: Tensor) -> list[Tensor]:
-        """The images of one sample-grid row, left to right."""
+        """The images of a sample-grid row, left to right, each ``(B, 3, H, W)`` in [0, 1]
+        (:class:`~wespe.callbacks.SampleGrids` shows the first of the batch)."""
         return [source, enhanced, clean]
 
     #: Caption of a sample-grid row.
     SAMPLE_CAPTION = "input | enhanced | clean"
-
-    def _sample_row(self, *images: Tensor) -> Tensor:
-        height, width = images[0].shape[-2:]
-        h, w = min(height, self.sample_size), min(width, self.sample_size)
-        top, left = (height - h) // 2, (width - w) // 2
-        crops = [img[0, :, top : top + h, left : left + w].detach().cpu() for img in images]
-        # Rows of different photos get a common size so they fit one grid.
-        return torch.stack(
-            [
-                nn.functional.interpolate(
-                    c[None],
-                    size=(self.sample_size, self.sample_size),
-                    mode="bilinear",
-                    align_corners=False,
-                )[0]
-                for c in crops
-            ]
-        )
 
     def _evaluation_epoch_end(self, stage: str) -> None:
         metrics = self.eval_metrics[stage]
@@ -414,38 +286,15 @@ class EnhancerModule(pl.LightningModule):
             )
         for metric in metrics.values():
             metric.reset()
-        if self._samples and not self.trainer.sanity_checking:
-            self._write_samples(stage)
-        self._samples = []
 
-    def _write_samples(self, stage: str) -> None:
-        """One grid row per evaluation image, panels as :meth:`sample_panels` says."""
-        grid = torchvision.utils.make_grid(
-            torch.cat(self._samples), nrow=len(self._samples[0]), padding=2, pad_value=1.0
-        )
-        # Every process asks: Trainer.log_dir is a collective call (a broadcast from rank 0).
-        folder = run_folder(self.trainer) / "samples"
-        if not self.trainer.is_global_zero:
-            return
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{stage}_iter{self.iteration:07d}.png"
-        torchvision.utils.save_image(grid, path)
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image(
-                    key=f"{stage}/samples",
-                    images=[grid],
-                    caption=[self.SAMPLE_CAPTION],
-                )
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, batch_idx, "val")
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluation_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._evaluation_epoch_end("val")
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, batch_idx, "test")
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluation_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._evaluation_epoch_end("test")
@@ -491,13 +340,10 @@ class WESPE(EnhancerModule):
         ema_decay: keep an exponential moving average of G's weights with this decay (not in
             the paper; None: off). Evaluation, prediction and :meth:`enhance` then use the
             average, which smooths out the oscillation of adversarial training.
-        num_sample_images: evaluation images shown in the sample grid.
-        sample_size: the grid shows center crops of at most this size.
     """
 
     #: Optimizer steps per training iteration (generators, then discriminators).
     OPTIMIZER_STEPS_PER_ITERATION = 2
-    OPTIMIZER_NAMES = ("generator", "discriminator")
     TRAINED_NETWORKS = (
         "generator",
         "inverse_generator",
@@ -522,15 +368,8 @@ class WESPE(EnhancerModule):
         discriminator_scheduler: LRSchedulerCallable | None = None,
         gradient_clip_val: float | None = None,
         ema_decay: float | None = None,
-        num_sample_images: int = 4,
-        sample_size: int = 192,
     ) -> None:
-        super().__init__(
-            generator,
-            ema_decay=ema_decay,
-            num_sample_images=num_sample_images,
-            sample_size=sample_size,
-        )
+        super().__init__(generator, ema_decay=ema_decay)
         self._save_configuration()
         self.automatic_optimization = False
         self.inverse_generator = inverse_generator if inverse_generator is not None else Generator()
@@ -698,7 +537,7 @@ class SupervisedEnhancer(EnhancerModule):
         generator: the enhancing network; default ``Generator()``.
         loss: ``(enhanced, clean) -> scalar``; default ``torch.nn.L1Loss()``.
         optimizer: default Adam, lr 5e-4.
-        ema_decay, num_sample_images, sample_size: see :class:`EnhancerModule`.
+        ema_decay: see :class:`EnhancerModule`.
     """
 
     def __init__(
@@ -707,15 +546,8 @@ class SupervisedEnhancer(EnhancerModule):
         loss: nn.Module | None = None,
         optimizer: OptimizerCallable | None = None,
         ema_decay: float | None = None,
-        num_sample_images: int = 4,
-        sample_size: int = 192,
     ) -> None:
-        super().__init__(
-            generator,
-            ema_decay=ema_decay,
-            num_sample_images=num_sample_images,
-            sample_size=sample_size,
-        )
+        super().__init__(generator, ema_decay=ema_decay)
         self._save_configuration()
         self.loss = loss if loss is not None else nn.L1Loss()
         self.optimizer = optimizer
@@ -732,4 +564,3 @@ class SupervisedEnhancer(EnhancerModule):
 
     def on_train_batch_end(self, outputs: object, batch: dict[str, Tensor], batch_idx: int) -> None:
         self.update_ema()
-        super().on_train_batch_end(outputs, batch, batch_idx)
