@@ -13,7 +13,7 @@ hits both alike. All runs start from the same weights and patches, so they must 
 weights; the largest difference to the first run is printed as a check.
 
     python benchmarks/ddp.py                                       # the quickstart networks
-    python benchmarks/ddp.py --config configs/dped_iphone.yaml -- \\
+    python benchmarks/ddp.py --config configs/dped.yaml -- \\
         --model.init_args.content_loss="{class_path: wespe.losses.PerceptualLoss, init_args: {weights: null}}" \\
         --data=wespe.data.EmbeddedSampleDataModule --data.init_args.patch_size=100 \\
         --data.init_args.batch_size=4                              # the paper's networks

@@ -92,7 +92,8 @@ def test_fit_writes_run_folder_and_can_be_validated_tested_and_predicted(
 
     # Without predict_dir, `wespe predict` enhances the degraded test photos.
     cli_main(["predict", "-c", str(run / "config.yaml"), f"--ckpt_path={last}"])
-    written = sorted((tmp_path / "runs" / "quickstart" / "predictions").glob("*.png"))
+    # Beside the logger's runs: <save_dir>/<name>/predictions.
+    written = sorted((tmp_path / "quickstart" / "predictions").glob("*.png"))
     assert [p.stem for p in written] == sorted(cli.datamodule.test_photos)
     enhanced = torchvision.io.read_image(str(written[0]))
     source = cli.datamodule.test_set[cli.datamodule.test_photos.index(written[0].stem)]["source"]
@@ -162,17 +163,24 @@ def write_dped_tree(root: Path, phone: str) -> None:
 
 
 def _is_piece(config: Path) -> bool:
-    """A config that only changes a full one (``configs/benchmark.yaml``, ``paper.yaml``)."""
-    return "data" not in yaml.safe_load(config.read_text())
+    """A config that only changes a full one (``configs/benchmark.yaml``, ``paper.yaml``,
+    ``dped/<phone>.yaml``): it names no data class."""
+    return "class_path" not in (yaml.safe_load(config.read_text()).get("data") or {})
 
 
-#: Every full config alone, and every piece in configs/ on top of the quickstart, as the
-#: README uses them (configs/logger/ and configs/trainer/ pieces have tests of their own).
+def _base_of(piece: Path) -> Path:
+    """The full config a piece goes after, as the README uses it."""
+    return CONFIGS / "dped.yaml" if piece.parent.name == "dped" else CONFIGS / "quickstart.yaml"
+
+
+#: Every full config alone, and every piece in configs/ and configs/dped/ on top of its full
+#: config, as the README uses them (configs/logger/ and configs/trainer/ pieces have tests of
+#: their own).
 CONFIG_COMBINATIONS = [
     (config,) for config in sorted(CONFIGS.glob("*.yaml")) if not _is_piece(config)
 ] + [
-    (CONFIGS / "quickstart.yaml", piece)
-    for piece in sorted(CONFIGS.glob("*.yaml"))
+    (_base_of(piece), piece)
+    for piece in sorted([*CONFIGS.glob("*.yaml"), *CONFIGS.glob("dped/*.yaml")])
     if _is_piece(piece)
 ]
 
@@ -195,10 +203,16 @@ def test_every_config_builds(configs, tmp_path, monkeypatch, vgg19_torch_home):
     sources = [yaml.safe_load(config.read_text()) for config in configs]
     data_class = sources[0]["data"]["class_path"]
     if data_class.endswith("DPEDDataModule"):
-        phone = sources[0]["data"]["init_args"]["phone"]
+        phones = [s["data"]["init_args"].get("phone") for s in sources]
+        phone = next((p for p in reversed(phones) if p), "iphone")  # the last one given wins
         write_dped_tree(tmp_path / "dped", phone)
         args.append(f"--data.init_args.root={tmp_path / 'dped'}")
     cli = cli_main(args, run=False)
+    if data_class.endswith("DPEDDataModule"):
+        assert cli.datamodule.phone == phone
+        # The run is named once, by the logger; the phone's piece names it after the phone.
+        names = [s["trainer"]["logger"]["init_args"]["name"] for s in sources]
+        assert cli.trainer.logger.name == names[-1]
     cli.datamodule.setup("fit")
     batch = next(iter(cli.datamodule.train_dataloader()))
     patch = cli.datamodule.patch_size
@@ -243,7 +257,7 @@ def build_dped_config_with_vgg_weights(tmp_path: Path, weights: str):
     """The DPED config on the embedded data, its content loss given whole with these weights."""
     return cli_main(
         [
-            "-c", str(CONFIGS / "dped_iphone.yaml"),
+            "-c", str(CONFIGS / "dped.yaml"),
             "--model.init_args.content_loss="
             f"{{class_path: wespe.losses.PerceptualLoss, init_args: {{weights: {weights}}}}}",
             "--data=wespe.data.EmbeddedSampleDataModule",
@@ -321,10 +335,37 @@ def test_every_yaml_under_configs_parses(tmp_path):
         run=False,
     ).parser
     for config in EVERY_CONFIG:
-        first = [] if not _is_piece(config) else ["-c", str(CONFIGS / "quickstart.yaml")]
+        first = [] if not _is_piece(config) else ["-c", str(_base_of(config))]
         parsed = parser.parse_args([*first, "-c", str(config)])
         piece = yaml.safe_load(config.read_text())
         for section in ("trainer", "model", "data"):
             for key, value in (piece.get(section) or {}).items():
                 if not isinstance(value, dict | list):  # a plain setting arrives as written
                     assert parsed[section][key] == value, (config.name, section, key)
+
+
+def test_a_run_is_named_once_and_the_saved_config_holds_the_defaults_used(tmp_path):
+    from wespe.data.degrade import PhoneDegradation
+
+    def strings(tree: object) -> list[str]:
+        if isinstance(tree, dict):
+            return [s for value in tree.values() for s in strings(value)]
+        if isinstance(tree, list):
+            return [s for value in tree for s in strings(value)]
+        return [tree] if isinstance(tree, str) else []
+
+    for config in sorted(CONFIGS.rglob("*.yaml")):
+        loaded = yaml.safe_load(config.read_text())
+        logger = (loaded.get("trainer") or {}).get("logger") or {}
+        name = (logger.get("init_args") or {}).get("name")
+        # The logger's name, and no folder or output path that spells it again.
+        paths = [s for s in strings(loaded) if "/" in s]
+        assert not [p for p in paths if name and name in p.split("/")], config.name
+    cli = cli_main(
+        ["-c", str(CONFIGS / "quickstart.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"],
+        run=False,
+    )
+    saved = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+    degradation = saved["data"]["init_args"]["degradation"]
+    assert degradation["gamma"] == PhoneDegradation().gamma  # the value used, not null
+    assert degradation["jpeg_quality"] == PhoneDegradation().jpeg_quality

@@ -279,24 +279,33 @@ class EnhancedImageWriter(BasePredictionWriter):
     :class:`~wespe.inference.TiledEnhancer`, as ``wespe enhance`` does.
 
     Args:
-        output_dir: folder for the images; created if missing. Relative paths are relative to
-            the working directory.
+        output_dir: folder for the images; created if missing. Default: ``predictions`` beside
+            the logger's runs (``<save_dir>/<name>/predictions``, e.g.
+            ``runs/quickstart/predictions``), so the run's name is given once, to the logger.
         tile_size, tile_overlap: the tiling (see :class:`~wespe.inference.TiledEnhancer`).
     """
 
     def __init__(
         self,
-        output_dir: str | os.PathLike = "predictions",
+        output_dir: str | os.PathLike | None = None,
         tile_size: int = 512,
         tile_overlap: int = 32,
     ) -> None:
         super().__init__(write_interval="batch")
-        self.output_dir = Path(output_dir)
+        self.output_dir = Path(output_dir) if output_dir is not None else None
         self.tiling = {"tile_size": tile_size, "tile_overlap": tile_overlap}
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from wespe.inference import TiledEnhancer
 
+        if self.output_dir is None:
+            logger = trainer.logger
+            runs = (
+                Path(logger.save_dir or ".") / str(logger.name)
+                if logger is not None
+                else Path(trainer.default_root_dir)
+            )
+            self.output_dir = runs / "predictions"
         pl_module.predict_enhancer = TiledEnhancer(
             pl_module.enhancer, device=pl_module.device, **self.tiling
         )

@@ -223,7 +223,7 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
         val_photos: Sequence[str] = ("chelsea", "coffee"),
         test_photos: Sequence[str] = ("motorcycle_left", "motorcycle_right"),
         max_size: int | None = 512,
-        degradation: PhoneDegradation | None = None,
+        degradation: PhoneDegradation = PhoneDegradation(),  # noqa: B008 - frozen, immutable
         patch_size: int = 64,
         batch_size: int = 8,
         patches_per_epoch: int = 800,
@@ -272,7 +272,7 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
         self.val_photos = tuple(val_photos)
         self.test_photos = tuple(test_photos)
         self.max_size = max_size
-        self.degradation = degradation if degradation is not None else PhoneDegradation()
+        self.degradation = degradation
 
     def _degraded(self, name: str) -> Tensor:
         # A fixed seed per photo: the phone domain is the same data in every run.
