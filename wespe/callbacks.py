@@ -185,16 +185,7 @@ class SampleGrids(Callback):
     ) -> None:
         self._collect(pl_module, outputs, batch, batch_idx)
 
-    def on_test_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._collect(pl_module, outputs, batch, batch_idx)
+    on_test_batch_end = on_validation_batch_end  # the same collection for the test photos
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write(trainer, pl_module, "val")

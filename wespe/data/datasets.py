@@ -19,6 +19,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
+from torchvision.transforms.v2.functional import center_crop, resize
 
 from wespe.data.degrade import PhoneDegradation, pil_to_uint8
 
@@ -222,10 +223,9 @@ def embedded_photo(name: str, max_size: int | None = 512) -> Tensor:
     if max_size is not None and max(image.shape[1:]) > max_size:
         scale = max_size / max(image.shape[1:])
         size = [round(s * scale) for s in image.shape[1:]]
-        image = torch.nn.functional.interpolate(
-            image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False
-        )[0]
-        image = image.round().clamp(0, 255).byte()
+        # In float, then rounded: torchvision's uint8 path rounds differently, and the sample's
+        # pixels (and the README's figures) must not move.
+        image = resize(image.float(), size, antialias=True).round().clamp(0, 255).byte()
     return image
 
 
@@ -463,9 +463,7 @@ class PairedImageDataset(Dataset):
         if self.crop is None:
             return image
         height, width = image.shape[-2:]
-        h, w = min(self.crop, height), min(self.crop, width)
-        top, left = (height - h) // 2, (width - w) // 2
-        return image[:, top : top + h, left : left + w]
+        return center_crop(image, [min(self.crop, height), min(self.crop, width)])
 
     def __getitem__(self, index: int) -> dict[str, Tensor | int | str]:
         source = _as_uint8(self.degraded[index])
