@@ -339,17 +339,15 @@ class PairedPatchDataset(UnpairedPatchDataset):
         self,
         source: Sequence[ImageItem],
         target: Sequence[ImageItem],
-        patch_size: int,
-        length: int,
-        seed: int = 0,
-        flip: bool = True,
+        *args: object,
+        **kwargs: object,
     ) -> None:
         if len(source) != len(target):
             raise ValueError(
                 f"paired patches need as many clean as degraded images; got {len(target)} and "
                 f"{len(source)}"
             )
-        super().__init__(source, target, patch_size, length, seed, flip)
+        super().__init__(source, target, *args, **kwargs)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         source, target = self._patches((self.source, self.target), self._generators(index)[0])
