@@ -10,7 +10,7 @@ that never saw it in any form.
 
 For each seed and fold: ``wespe fit`` with the given config (timed), then ``wespe test`` (or
 ``wespe validate`` with ``--stage val``) of the final checkpoint at full resolution; then the
-supervised reference (``configs/supervised_upper_bound.yaml``: the same generator, L1 on aligned
+supervised reference (``configs/supervised_upper_bound.yaml`` over the first config: the same generator, L1 on aligned
 (degraded, clean) patches of the same training photos) trained for the same wall time and tested
 the same way. A seed's figures are the mean over its folds. Prints a table; writes
 ``results.json``, ``table.md`` and ``grid.jpg`` (test photos: degraded | WESPE | supervised |
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_supervised:
                 limit = time.strftime("00:%H:%M:%S", time.gmtime(round(seconds)))
                 supervised_run, supervised_seconds = fit_once(
-                    [args.supervised_config],
+                    [args.config[0], args.supervised_config],  # a piece over the base config
                     seed,
                     out / f"supervised_{tag}",
                     [*data, f"--trainer.max_time={limit}"],
