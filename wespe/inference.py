@@ -18,9 +18,9 @@ Two problems make naive tiling wrong for the DPED generator:
 
 The first phase costs more than the enhancement itself: pass ``k`` runs the first ``k``
 normalised layers, so the 2 norms per residual block cost about ``num_blocks`` extra passes
-(measured: 3-4 times the untiled time on a CPU). Estimating the statistics on a sample of the
+(measured: 3-5 times the untiled time on a CPU). Estimating the statistics on a sample of the
 photo instead was tried and dropped: with lattices of 0.125-2 megapixels of 32-256 px tiles,
-a trained quickstart generator's 12-megapixel outputs were 2-36 8-bit levels off on average,
+a trained quickstart generator's 12-megapixel outputs were 1.7-36 8-bit levels off on average,
 worse than naive tiling in the worst case (README, "Enhancing your photos").
 """
 
