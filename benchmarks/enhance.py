@@ -52,6 +52,12 @@ def _machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
+def _markdown(title: str, header: list[str], rows: list[list[str]]) -> str:
+    """A title line, then a Markdown table of ``rows`` under ``header``."""
+    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def _scaled_photo(name: str, megapixels: float) -> torch.Tensor:
     """An embedded photo scaled (bicubic) to about ``megapixels``, as (3, H, W) uint8."""
     photo = embedded_photo(name, max_size=None)
@@ -101,19 +107,18 @@ def seams(options: argparse.Namespace) -> dict:
                 }
             )
             print(f"  {method}: {rows[-1]}", flush=True)
-    lines = [
+    table = _markdown(
         f"Tiled against untiled, {options.megapixels:g} MP, tile {options.tile_size} px, "
         f"{options.ckpt_path}; {_machine()}",
-        "",
-        "| photo | method | max diff (8-bit levels) | mean diff | 99.9th percentile | seconds (untiled) |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['photo']} | {r['method']} | {r['max_levels']:.0f} | {r['mean_levels']:.3f} | "
-        f"{r['p999_levels']:.0f} | {r['seconds']:.1f} ({r['untiled_seconds']:.1f}) |"
-        for r in rows
-    ]
-    return {"rows": rows, "table": "\n".join(lines)}
+        ["photo", "method", "max diff (8-bit levels)", "mean diff", "99.9th percentile",
+         "seconds (untiled)"],
+        [
+            [r["photo"], r["method"], f"{r['max_levels']:.0f}", f"{r['mean_levels']:.3f}",
+             f"{r['p999_levels']:.0f}", f"{r['seconds']:.1f} ({r['untiled_seconds']:.1f})"]
+            for r in rows
+        ],
+    )  # fmt: skip
+    return {"rows": rows, "table": table}
 
 
 def _checkpoint(folder: Path, channels: int, blocks: int) -> Path:
@@ -179,18 +184,16 @@ def memory(options: argparse.Namespace) -> dict:
                     }
                 )
                 print(rows[-1], flush=True)
-    lines = [
+    table = _markdown(
         f"`wespe enhance` of one JPEG, CPU; {_machine()}",
-        "",
-        "| photo | generator | peak RSS (GiB) | wall (s) | MP/s |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['megapixels']:.0f} MP ({r['size']}) | {r['generator']} | {r['peak_rss_gib']:.2f} | "
-        f"{r['wall_seconds']:.0f} | {r['megapixels_per_second']:.2f} |"
-        for r in rows
-    ]
-    return {"rows": rows, "table": "\n".join(lines)}
+        ["photo", "generator", "peak RSS (GiB)", "wall (s)", "MP/s"],
+        [
+            [f"{r['megapixels']:.0f} MP ({r['size']})", r["generator"], f"{r['peak_rss_gib']:.2f}",
+             f"{r['wall_seconds']:.0f}", f"{r['megapixels_per_second']:.2f}"]
+            for r in rows
+        ],
+    )  # fmt: skip
+    return {"rows": rows, "table": table}
 
 
 def main() -> None:
