@@ -94,3 +94,12 @@ def write_checkpoint(path: Path, run_dir: Path, seed: int = 0) -> Path:
 def checkpoint(tmp_path: Path) -> Path:
     """:func:`write_checkpoint` in ``tmp_path``."""
     return write_checkpoint(tmp_path / "model.ckpt", tmp_path / "runs")
+
+
+@pytest.fixture(autouse=True)
+def decoded_image_cache(tmp_path_factory, monkeypatch):
+    """Every test's decoded-image cache (FolderDataModule's default ``decode_cache``) lives in a
+    temporary folder, never in the user's ``~/.cache``."""
+    folder = tmp_path_factory.mktemp("decoded")
+    monkeypatch.setenv("WESPE_CACHE_DIR", str(folder))
+    return folder

@@ -974,3 +974,24 @@ def test_decompression_bomb_guard_stays_on_with_a_clear_message(tmp_path, monkey
     write_image(tmp_path / "big.png", size=(100, 100))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 100x100 is over twice the limit
     assert "MAX_IMAGE_PIXELS" in image_problem(tmp_path / "big.png")
+
+
+def test_loaders_keep_their_workers_and_pin_memory_only_for_a_cuda_gpu():
+    from types import SimpleNamespace
+
+    from pytorch_lightning.accelerators import CPUAccelerator, CUDAAccelerator
+
+    data = EmbeddedSampleDataModule(
+        patch_size=32, batch_size=2, patches_per_epoch=8, max_size=64, num_workers=2
+    )
+    data.setup("fit")
+    for accelerator, pinned in ((CPUAccelerator(), False), (CUDAAccelerator(), True)):
+        data.trainer = SimpleNamespace(
+            accelerator=accelerator, world_size=1, global_rank=0, fit_loop=None
+        )
+        data._data_position = lambda: (0, 0)
+        for loader in (data.train_dataloader(), data.val_dataloader()):
+            assert loader.pin_memory is pinned
+            assert loader.persistent_workers  # no new worker processes every validation
+    data.trainer = None
+    assert data.train_dataloader().pin_memory is False

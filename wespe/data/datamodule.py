@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 import pytorch_lightning as pl
+from pytorch_lightning.accelerators import CUDAAccelerator
+from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -21,12 +23,15 @@ from wespe._checks import check_choice
 from wespe._lightning import batches_trained
 from wespe.data.datasets import (
     EMBEDDED_PHOTOS,
+    DecodeCache,
     EpochSampler,
     ImageFolderDataset,
     ImageItem,
+    ImageScan,
     PairedImageDataset,
     PairedPatchDataset,
     UnpairedPatchDataset,
+    default_cache_dir,
     degrade_photo,
     dped_folders,
     embedded_photo,
@@ -139,10 +144,22 @@ class UnpairedDataModule(pl.LightningDataModule):
                 rank=self.trainer.global_rank if self.trainer else 0,
                 position=self._data_position if self.trainer else None,
             ),
-            num_workers=self.num_workers,
             drop_last=True,
-            persistent_workers=self.num_workers > 0,
+            **self._loader_options(),
         )
+
+    def _loader_options(self) -> dict:
+        """Worker processes kept between epochs and validation runs (forking them anew costs
+        seconds each time), and page-locked batches when training on a CUDA GPU, so that
+        Lightning's non-blocking copy to the GPU overlaps the step."""
+        on_cuda = self.trainer is not None and isinstance(
+            self.trainer.accelerator, CUDAAccelerator
+        )
+        return {
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "pin_memory": on_cuda,
+        }
 
     def _data_position(self) -> tuple[int, int]:
         """Where the next training iterator starts: the data epoch, and the index of this
@@ -163,7 +180,7 @@ class UnpairedDataModule(pl.LightningDataModule):
         if dataset is None:
             return []
         # Batch size 1: evaluation images keep their own full sizes.
-        return DataLoader(dataset, batch_size=1, num_workers=self.num_workers)
+        return DataLoader(dataset, batch_size=1, **self._loader_options())
 
     def val_dataloader(self) -> DataLoader | list:
         return self._eval_dataloader(self.val_set)
@@ -321,8 +338,30 @@ class FolderDataModule(UnpairedDataModule):
         test_clean_dir: ...their clean references. Without them ``wespe test`` evaluates the
             validation pair; give a separate pair to report figures no choice was made on.
         preload: decode all training images once into memory (fast for a few large photos;
-            leave off for many small patches such as DPED's).
+            leave off for many small patches such as DPED's). The decoded-image cache is not
+            used then.
+        decode_cache: decode each training photo of at least 0.25 MP (500x500) once into an
+            uncompressed file under ``cache_dir`` and crop patches from it through a memory map,
+            instead of decoding the whole photo for every patch: from 12 MP JPEGs, hundreds of
+            times more patches per second, the same patches (``benchmarks/data.py``). Costs 3
+            bytes of disk per pixel (36 MB per 12 MP photo); smaller images are read from their
+            files, where a cache would gain at most 2x (see
+            :data:`~wespe.data.datasets.DECODE_CACHE_MIN_PIXELS`). Entries are keyed on each
+            photo's path, size and modification time, so an edited photo is decoded again (and
+            its old entry deleted). ``False``: decode the photo for every patch.
+        cache_dir: the decoded-image cache's folder (None: ``$WESPE_CACHE_DIR``, else
+            ``$XDG_CACHE_HOME/wespe/decoded``, else ``~/.cache/wespe/decoded``). Runs share it;
+            entries of photos since deleted stay until the folder is deleted, which is safe
+            between runs. A folder that cannot be written stops setup with an error naming it
+            and these settings, rather than falling back to decoding per patch: that would make
+            training from full-size photos hundreds of times slower, unnoticed. A read-only
+            folder that already holds every photo's entry is fine.
         **kwargs: see :class:`UnpairedDataModule`.
+
+    The cache is filled in :meth:`prepare_data` (once per node, on several threads, from the
+    decode that checks each file anyway), or in :meth:`setup` when that is called alone; a later
+    setup finds valid entries without decoding their photos again. One log line says how much
+    was decoded and where.
     """
 
     def __init__(
@@ -342,6 +381,8 @@ class FolderDataModule(UnpairedDataModule):
         seed: int = 0,
         eval_crop: int | None = None,
         predict_dir: str | None = None,
+        decode_cache: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__(
             patch_size, batch_size, patches_per_epoch, num_workers, seed, eval_crop, predict_dir
@@ -361,12 +402,40 @@ class FolderDataModule(UnpairedDataModule):
         self.test_source_dir = None if test_source_dir is None else Path(test_source_dir)
         self.test_clean_dir = None if test_clean_dir is None else Path(test_clean_dir)
         self.preload = preload
+        self.decode_cache = decode_cache
+        self.cache_dir = cache_dir
+        # prepare_data's scans, for setup in the same process (other DDP ranks scan again).
+        self._scans: tuple[ImageScan, ImageScan] | None = None
+
+    def _cache(self) -> DecodeCache | None:
+        """The decoded-image cache training reads from (None: off, or not needed with preload)."""
+        if not self.decode_cache or self.preload:
+            return None
+        return DecodeCache(default_cache_dir() if self.cache_dir is None else self.cache_dir)
+
+    def _scan_training(self) -> tuple[ImageScan, ImageScan]:
+        """Both training folders checked (and their large photos cached), one line logged."""
+        cache = self._cache()
+        scans = (
+            scan_images(self.source_dir, self.patch_size, cache),
+            scan_images(self.target_dir, self.patch_size, cache),
+        )
+        if cache is not None and any(scan.cached for scan in scans):  # else no disk was used
+            rank_zero_info(_cache_summary(scans, cache))
+        return scans
+
+    def prepare_data(self) -> None:
+        """Fill the decoded-image cache. Lightning calls this on one process per node before
+        :meth:`setup` on every process, so each photo is decoded once per node, not per rank."""
+        if self.train_set is None and self._cache() is not None:
+            self._scans = self._scan_training()
 
     def load_images(self) -> tuple[list[ImageItem], list[ImageItem]]:
         # Checked once here: a file that cannot be used is skipped and reported, never met
         # mid-run; a resume sees the same files.
-        source: list[ImageItem] = list(scan_images(self.source_dir, self.patch_size).usable)
-        target: list[ImageItem] = list(scan_images(self.target_dir, self.patch_size).usable)
+        scans, self._scans = self._scans or self._scan_training(), None
+        source: list[ImageItem] = list(scans[0].items)
+        target: list[ImageItem] = list(scans[1].items)
         if self.preload:
             source = [load_image(p) for p in source]
             target = [load_image(p) for p in target]
@@ -393,6 +462,8 @@ class DPEDDataModule(FolderDataModule):
     Args:
         root: the ``dped`` folder.
         phone: ``"iphone"``, ``"blackberry"`` or ``"sony"``.
+        decode_cache, cache_dir: see :class:`FolderDataModule`. DPED's 100x100 patches are below
+            the size worth caching, so they are read from their files either way.
         **kwargs: see :class:`UnpairedDataModule`.
     """
 
@@ -407,6 +478,8 @@ class DPEDDataModule(FolderDataModule):
         seed: int = 0,
         eval_crop: int | None = None,
         predict_dir: str | None = None,
+        decode_cache: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         if phone not in ("iphone", "blackberry", "sony"):
             raise ValueError(f"phone must be one of 'iphone', 'blackberry', 'sony'; got {phone!r}")
@@ -429,6 +502,24 @@ class DPEDDataModule(FolderDataModule):
             seed=seed,
             eval_crop=eval_crop,
             predict_dir=predict_dir,
+            decode_cache=decode_cache,
+            cache_dir=cache_dir,
         )
         self.root = Path(root)
         self.phone = phone
+
+
+def _cache_summary(scans: Sequence[ImageScan], cache: DecodeCache) -> str:
+    """One line on what filling ``cache`` did: photos decoded into it now (and their size on
+    disk), entries reused, and images left uncached (too small to be worth it)."""
+    decoded = [scan.cached[path] for scan in scans for path in scan.decoded]
+    reused = sum(len(scan.cached) for scan in scans) - len(decoded)
+    small = sum(len(scan.usable) - len(scan.cached) for scan in scans)
+    size = sum(entry.array_path.stat().st_size for entry in decoded) / 2**30
+    line = f"decoded {len(decoded)} photos ({size:.2f} GiB) into {cache.folder}; reusing {reused} cached"
+    if small:
+        line += (
+            f"; {small} images under {cache.min_pixels / 1e6:.2f} MP are read from their files "
+            "(too small to be worth caching)"
+        )
+    return line
