@@ -145,7 +145,7 @@ def test_global_step_counts_two_optimizer_steps_per_iteration(tmp_path):
 def test_generator_terms_are_finite_and_weighted():
     model = tiny_wespe()
     source = torch.rand(2, 3, 32, 32)
-    enhanced, terms = model.generator_losses(source)
+    enhanced, terms, views = model.generator_losses(source)
     assert enhanced.shape == source.shape
     assert set(terms) == {"content", "tv", "color_g", "texture_g"}
     assert all(math.isfinite(float(v)) for v in terms.values())
@@ -153,11 +153,37 @@ def test_generator_terms_are_finite_and_weighted():
     from wespe.losses import total_variation
 
     assert torch.allclose(terms["tv"], 10.0 * total_variation(enhanced, p=2))
+    # The views the discriminators judged, for the discriminator step to reuse.
+    assert torch.equal(views["color"], model.color_loss.view(enhanced))
+    assert torch.equal(views["texture"], model.texture_loss.view(enhanced))
+
+
+def test_the_discriminator_step_reuses_the_generator_steps_views(monkeypatch, tmp_path):
+    model = tiny_wespe()
+    enhanced, _, views = model.generator_losses(torch.rand(2, 3, 32, 32))
+    target = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        reused = model.discriminator_losses(target, enhanced, views)
+        computed = model.discriminator_losses(target, enhanced)
+    assert all(torch.equal(reused[k], computed[k]) for k in computed)
+
+    # A training iteration blurs and grays G(x) once and the target photos once.
+    calls = {"color": 0, "texture": 0}
+    for kind, loss in (("color", model.color_loss), ("texture", model.texture_loss)):
+        view = loss.view
+
+        def counted(x, kind=kind, view=view):
+            calls[kind] += 1
+            return view(x)
+
+        monkeypatch.setattr(loss, "view", counted)
+    tiny_trainer(tmp_path, max_steps=2).fit(model, tiny_data())
+    assert calls == {"color": 2, "texture": 2}
 
 
 def test_discriminator_losses_do_not_reach_the_generator():
     model = tiny_wespe()
-    enhanced, _ = model.generator_losses(torch.rand(2, 3, 32, 32))
+    enhanced, _, _ = model.generator_losses(torch.rand(2, 3, 32, 32))
     terms = model.discriminator_losses(torch.rand(2, 3, 32, 32), enhanced)
     (terms["color_d"] + terms["texture_d"]).backward()
     assert all(p.grad is None for p in model.generator.parameters())
@@ -219,7 +245,7 @@ def test_batch_norm_discriminators_keep_running_statistics_of_their_own_step_onl
         return [b.clone() for n, b in network.named_buffers() if "running" in n]
 
     before = running(model.color_discriminator) + running(model.texture_discriminator)
-    enhanced, terms = model.generator_losses(torch.rand(2, 3, 32, 32))
+    enhanced, terms, _ = model.generator_losses(torch.rand(2, 3, 32, 32))
     after_generator = running(model.color_discriminator) + running(model.texture_discriminator)
     assert all(torch.equal(a, b) for a, b in zip(before, after_generator, strict=True))
     assert torch.isfinite(terms["color_g"])
@@ -405,7 +431,7 @@ def test_short_training_lowers_content_and_color_losses(tmp_path):
 
     def losses() -> dict[str, float]:
         with torch.no_grad():
-            _, terms = model.generator_losses(batch["source"])
+            _, terms, _ = model.generator_losses(batch["source"])
         return {k: float(v) for k, v in terms.items()}
 
     before = losses()
@@ -475,3 +501,43 @@ def test_supervised_reference_learns_paired_data(tmp_path):
     with torch.no_grad():
         after = float(nn.functional.l1_loss(model.generator(batch["source"]), batch["target"]))
     assert after < before
+
+
+class RecordingLogger(pl.loggers.Logger):
+    """Keeps every ``log_metrics`` call: ``{step: metrics}``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[int, dict[str, float]] = {}
+
+    @property
+    def name(self) -> str:
+        return "recording"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.rows.setdefault(step, {}).update(metrics)
+
+
+def test_loss_terms_are_logged_at_the_steps_the_loggers_write(tmp_path):
+    # The module logs its loss terms only when Lightning writes them (each self.log call
+    # costs bookkeeping); what is written is the same as when every step is logged.
+    written = {}
+    for every in (1, 2):
+        logger = RecordingLogger()
+        pl.seed_everything(0, verbose=False)
+        model = tiny_wespe()
+        trainer = tiny_trainer(tmp_path, max_steps=2 * 4, logger=logger, log_every_n_steps=every)
+        trainer.fit(model, tiny_data())
+        written[every] = {step: row for step, row in logger.rows.items() if "train/content" in row}
+        assert trainer.callback_metrics["train/iteration"] == 4
+    assert sorted(written[1]) == [0, 1, 2, 3]
+    assert sorted(written[2]) == [1, 3]
+    for step, row in written[2].items():
+        assert row == written[1][step]

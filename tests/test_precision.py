@@ -73,8 +73,8 @@ def test_gradient_clipping_bounds_each_optimizers_true_gradient_norm(tmp_path, p
 class InfiniteDiscriminatorLoss(WESPE):
     """The discriminators' loss overflows, as an fp16 step sometimes does; the generators' not."""
 
-    def discriminator_losses(self, target, enhanced):
-        terms = super().discriminator_losses(target, enhanced)
+    def discriminator_losses(self, target, enhanced, views=None):
+        terms = super().discriminator_losses(target, enhanced, views)
         terms["color_d"] = terms["color_d"] * float("inf")
         return terms
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PRIVATE_API", "PrivateUse", "batches_trained"]
+__all__ = ["PRIVATE_API", "PrivateUse", "batches_trained", "loggers_write_this_step"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,16 @@ PRIVATE_API = (
         "pytorch_lightning.loops.fit_loop._FitLoop", "epoch_loop", "batches_trained",
         "the training loop's progress, restored from a checkpoint", instance=True,
     ),
+    PrivateUse(
+        "pytorch_lightning.Trainer", "_logger_connector", "loggers_write_this_step",
+        "Lightning's own test of whether this step's logged values reach the loggers",
+        instance=True,
+    ),
+    PrivateUse(
+        "pytorch_lightning.trainer.connectors.logger_connector.logger_connector._LoggerConnector",
+        "should_update_logs", "loggers_write_this_step",
+        "Lightning's own test of whether this step's logged values reach the loggers",
+    ),
 )  # fmt: skip
 
 
@@ -90,3 +100,13 @@ def batches_trained(trainer: object) -> int:
     processed (its optimizer steps done) but not yet counted as completed.
     """
     return trainer.fit_loop.epoch_loop.batch_progress.total.processed
+
+
+def loggers_write_this_step(trainer: object) -> bool:
+    """Whether values logged in this training step reach the loggers (every
+    ``log_every_n_steps`` batches, and when training stops), as Lightning decides it.
+
+    Each ``self.log`` call costs tens of microseconds of bookkeeping whether or not the value
+    is written; a step that logs a dozen values on the other steps spends that for nothing.
+    """
+    return trainer._logger_connector.should_update_logs

@@ -599,19 +599,34 @@ class _ViewAdversarialLoss(nn.Module):
         """:meth:`generator_loss`."""
         return self.generator_loss(discriminator, fake)
 
-    def generator_loss(self, discriminator: nn.Module, fake: Tensor) -> Tensor:
-        """Weighted generator loss of ``fake`` images ``(B, 3, H, W)`` in [0, 1]."""
-        return self.adversarial.generator_loss(discriminator(self.view(fake)))
+    def generator_loss(
+        self, discriminator: nn.Module, fake: Tensor, fake_view: Tensor | None = None
+    ) -> Tensor:
+        """Weighted generator loss of ``fake`` images ``(B, 3, H, W)`` in [0, 1].
+
+        ``fake_view``: ``self.view(fake)`` if the caller has it already (it is then not
+        computed again).
+        """
+        if fake_view is None:
+            fake_view = self.view(fake)
+        return self.adversarial.generator_loss(discriminator(fake_view))
 
     def discriminator_loss(
-        self, discriminator: nn.Module, real: Tensor, fake: Tensor
+        self,
+        discriminator: nn.Module,
+        real: Tensor,
+        fake: Tensor,
+        fake_view: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Discriminator loss and accuracy on ``real`` photos versus ``fake`` (detached) images.
 
         Real and fake go through the discriminator in one batch, so a batch-normalised
-        discriminator never sees a batch of a single class.
+        discriminator never sees a batch of a single class. ``fake_view``: ``self.view(fake)``
+        if the caller has it already, e.g. from the generator step (detached here).
         """
-        logits = discriminator(torch.cat([self.view(real), self.view(fake.detach())]))
+        if fake_view is None:
+            fake_view = self.view(fake.detach())
+        logits = discriminator(torch.cat([self.view(real), fake_view.detach()]))
         real_logits, fake_logits = logits.split([real.shape[0], fake.shape[0]])
         loss = self.adversarial.discriminator_loss(real_logits, fake_logits)
         threshold = 0.5 if self.kind == "lsgan" else 0.0

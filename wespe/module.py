@@ -28,6 +28,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from wespe._lightning import loggers_write_this_step
 from wespe.inference import TiledEnhancer
 from wespe.losses import ColorLoss, PerceptualLoss, TextureLoss, TVLoss, VGG19Features
 from wespe.metrics import IMAGE_FIGURES, image_figures
@@ -443,8 +444,13 @@ class WESPE(EnhancerModule):
                 optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
             )
 
-    def generator_losses(self, source: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """G(x) and the generator objective's terms for source photos ``(B, 3, H, W)``."""
+    def generator_losses(
+        self, source: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """The generator objective for source photos ``(B, 3, H, W)``: G(x), the objective's
+        terms, and the views of G(x) the discriminators judged (``"color"``: blurred,
+        ``"texture"``: gray), which :meth:`discriminator_losses` reuses instead of computing
+        them again."""
         enhanced = self.trained("generator")(source)
         reconstructed = self.trained("inverse_generator")(enhanced)
         # The discriminators judge G(x) here but are not trained by this loss: their own DDP
@@ -455,20 +461,32 @@ class WESPE(EnhancerModule):
         }
         # (In this order: autograd sums G(x)'s gradient in the order the graph was built, and
         # the README's figures were measured with it.)
+        views = {}
         with batch_statistics_kept(self.color_discriminator, self.texture_discriminator):
-            terms["color_g"] = self.color_loss.generator_loss(self.color_discriminator, enhanced)
-            terms["texture_g"] = self.texture_loss.generator_loss(
-                self.texture_discriminator, enhanced
+            views["color"] = self.color_loss.view(enhanced)
+            terms["color_g"] = self.color_loss.generator_loss(
+                self.color_discriminator, enhanced, fake_view=views["color"]
             )
-        return enhanced, terms
+            views["texture"] = self.texture_loss.view(enhanced)
+            terms["texture_g"] = self.texture_loss.generator_loss(
+                self.texture_discriminator, enhanced, fake_view=views["texture"]
+            )
+        return enhanced, terms, views
 
-    def discriminator_losses(self, target: Tensor, enhanced: Tensor) -> dict[str, Tensor]:
-        """Discriminator losses and accuracies: target photos versus detached enhanced ones."""
+    def discriminator_losses(
+        self, target: Tensor, enhanced: Tensor, views: dict[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """Discriminator losses and accuracies: target photos versus detached enhanced ones
+        (``views``: those :meth:`generator_losses` returned, else computed here)."""
+        views = views or {}
         color_d, color_acc = self.color_loss.discriminator_loss(
-            self.trained("color_discriminator"), target, enhanced
+            self.trained("color_discriminator"), target, enhanced, fake_view=views.get("color")
         )
         texture_d, texture_acc = self.texture_loss.discriminator_loss(
-            self.trained("texture_discriminator"), target, enhanced
+            self.trained("texture_discriminator"),
+            target,
+            enhanced,
+            fake_view=views.get("texture"),
         )
         return {
             "color_d": color_d,
@@ -484,7 +502,7 @@ class WESPE(EnhancerModule):
         # Toggling freezes the other optimizer's networks: the generator step gives the
         # discriminators no gradient, and the discriminator step sees only a detached G(x).
         self.toggle_optimizer(generator_optimizer)
-        enhanced, generator_terms = self.generator_losses(source)
+        enhanced, generator_terms, views = self.generator_losses(source)
         self._check_finite(generator_terms)
         generator_total = sum(generator_terms.values())
         self._step(generator_optimizer, generator_total)
@@ -492,7 +510,7 @@ class WESPE(EnhancerModule):
         self.update_ema()
 
         self.toggle_optimizer(discriminator_optimizer)
-        discriminator_terms = self.discriminator_losses(target, enhanced)
+        discriminator_terms = self.discriminator_losses(target, enhanced, views)
         self._check_finite({k: discriminator_terms[k] for k in ("color_d", "texture_d")})
         self._step(
             discriminator_optimizer,
@@ -503,8 +521,10 @@ class WESPE(EnhancerModule):
         for scheduler in self.lr_schedulers() or []:
             scheduler.step()
 
-        logged = {**generator_terms, "generator": generator_total, **discriminator_terms}
-        self.log_dict({f"train/{k}": v.detach() for k, v in logged.items()}, prog_bar=False)
+        if loggers_write_this_step(self.trainer):
+            logged = {**generator_terms, "generator": generator_total, **discriminator_terms}
+            self.log_dict({f"train/{k}": v.detach() for k, v in logged.items()})
+        # Every step: checkpoint names read it, whenever they are saved.
         self.log("train/iteration", float(self.iteration))
         self.log("g", generator_total.detach(), prog_bar=True, logger=False)
         self.log(
