@@ -381,9 +381,9 @@ def test_a_nan_loss_stops_training_naming_it_and_keeps_the_last_finite_checkpoin
         discriminator_loss = model.color_loss.discriminator_loss
         calls = []
 
-        def nan_at_fourth(*args):
+        def nan_at_fourth(*args, **kwargs):
             calls.append(1)
-            loss, accuracy = discriminator_loss(*args)
+            loss, accuracy = discriminator_loss(*args, **kwargs)
             return (loss * float("nan") if len(calls) == 4 else loss), accuracy
 
         model.color_loss.discriminator_loss = nan_at_fourth

@@ -152,9 +152,7 @@ class UnpairedDataModule(pl.LightningDataModule):
         """Worker processes kept between epochs and validation runs (forking them anew costs
         seconds each time), and page-locked batches when training on a CUDA GPU, so that
         Lightning's non-blocking copy to the GPU overlaps the step."""
-        on_cuda = self.trainer is not None and isinstance(
-            self.trainer.accelerator, CUDAAccelerator
-        )
+        on_cuda = self.trainer is not None and isinstance(self.trainer.accelerator, CUDAAccelerator)
         return {
             "num_workers": self.num_workers,
             "persistent_workers": self.num_workers > 0,
