@@ -27,6 +27,8 @@ from wespe.loggers import run_folder
 
 __all__ = [
     "AtomicCheckpointIO",
+    "ChannelsLast",
+    "CompileNetworks",
     "EnhancedImageWriter",
     "ModelCheckpoint",
     "RunState",
@@ -121,6 +123,64 @@ class RunState(Callback):
         if self._restored is not None:
             _set_rng_states(self._restored, pl_module.device)
             self._restored = None
+
+
+class CompileNetworks(Callback):
+    """``torch.compile`` the networks training updates when training starts (an option: add it
+    to the config's callbacks).
+
+    Each network is compiled in place (:meth:`torch.nn.Module.compile`), so its parameters,
+    state dict and checkpoints stay those of the plain network, and distributed wrappers,
+    the weight average and evaluation see the same object. The first iterations pay the
+    compilation (for the quickstart on 2 CPU cores about a minute), and every new input size
+    (validation crops) compiles again; ``benchmarks/step.py --variants compile`` measures the
+    compilation time against the gain on your machine.
+
+    Args:
+        networks: attribute names of the networks to compile (default: the module's
+            ``TRAINED_NETWORKS``; add ``content_loss`` for the VGG-19 of a perceptual loss).
+        mode: ``torch.compile``'s mode (``"default"``, ``"reduce-overhead"``, ``"max-autotune"``).
+        dynamic: ``torch.compile``'s ``dynamic`` (None: recompile once with dynamic shapes
+            when a second input size arrives).
+    """
+
+    def __init__(
+        self,
+        networks: Sequence[str] | None = None,
+        mode: str | None = None,
+        dynamic: bool | None = None,
+    ) -> None:
+        self.networks = None if networks is None else tuple(networks)
+        self.mode = mode
+        self.dynamic = dynamic
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        names = self.networks or getattr(pl_module, "TRAINED_NETWORKS", ())
+        for name in names:
+            network = getattr(pl_module, name, None)
+            if not isinstance(network, torch.nn.Module):
+                raise ValueError(
+                    f"CompileNetworks: the model has no network {name!r}; choose from "
+                    f"{', '.join(n for n, _ in pl_module.named_children())}"
+                )
+            network.compile(mode=self.mode, dynamic=self.dynamic)
+
+
+class ChannelsLast(Callback):
+    """Keep the model's weights in the channels-last (NHWC) memory layout (an option: add it to
+    the config's callbacks).
+
+    oneDNN's CPU convolutions, and cuDNN's with tensor cores, run faster in NHWC; a network
+    whose weights are NHWC gives NHWC outputs whatever the layout of its input, so the batches
+    need no change. The values computed are the same up to rounding (other kernels); state
+    dicts and checkpoints hold the same values and load into a plain model.
+    ``benchmarks/step.py --variants channels_last`` measures the gain on your machine.
+    """
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        pl_module.to(memory_format=torch.channels_last)
 
 
 class SampleGrids(Callback):
