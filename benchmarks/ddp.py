@@ -29,6 +29,7 @@ import argparse
 import itertools
 import json
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -40,6 +41,10 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _common import training_only_trainer  # noqa: E402
+
 STRATEGIES = ("whole_module", "per_network")
 
 
@@ -90,23 +95,16 @@ def train(strategy: str, args: argparse.Namespace, out: Path) -> dict:
     pl.seed_everything(args.seed, verbose=False)
     model, data = build(args.config, args.overrides)
     measure = Measure(out)
-    trainer = pl.Trainer(
-        accelerator="cpu",
+    trainer = training_only_trainer(
+        out.parent,
+        model.OPTIMIZER_STEPS_PER_ITERATION * args.iterations,
+        [measure],
         devices=args.devices,
         strategy=(
             PerNetworkDDPStrategy(start_method="spawn")
             if strategy == "per_network"
             else "ddp_spawn_find_unused_parameters_true"
         ),
-        max_steps=model.OPTIMIZER_STEPS_PER_ITERATION * args.iterations,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[measure],
-        default_root_dir=out.parent,
     )
     trainer.fit(model, data)
     record = json.loads(out.read_text())

@@ -12,8 +12,8 @@ The default photos are the validation ones; the README reports the test photos
 ``memory``: ``wespe enhance`` in a child process on synthetic photos of ``--sizes`` megapixels
 (an embedded photo scaled up, saved as JPEG quality 95), for the quickstart's and the paper's
 generator widths (random weights: the cost does not depend on them): peak resident memory of
-the child (``getrusage`` through ``os.wait4``, the photo and everything else included), wall
-seconds, and megapixels per second as the command reports them.
+the child (``getrusage`` through ``os.wait4`` in a small go-between process, the photo and
+everything else included), wall seconds, and megapixels per second as the command reports them.
 
     python benchmarks/enhance.py seams --ckpt_path runs/quickstart/version_0/checkpoints/last.ckpt
     python benchmarks/enhance.py memory --sizes 12 48
@@ -40,6 +40,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _common import markdown  # noqa: E402
 
 from wespe.data.datasets import embedded_photo  # noqa: E402
 from wespe.inference import TiledEnhancer, load_generator  # noqa: E402
@@ -50,12 +53,6 @@ GENERATORS = {"quickstart": (16, 2), "paper": (64, 4)}
 
 def _machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-
-
-def _markdown(title: str, header: list[str], rows: list[list[str]]) -> str:
-    """A title line, then a Markdown table of ``rows`` under ``header``."""
-    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def _scaled_photo(name: str, megapixels: float) -> torch.Tensor:
@@ -107,7 +104,7 @@ def seams(options: argparse.Namespace) -> dict:
                 }
             )
             print(f"  {method}: {rows[-1]}", flush=True)
-    table = _markdown(
+    table = markdown(
         f"Tiled against untiled, {options.megapixels:g} MP, tile {options.tile_size} px, "
         f"{options.ckpt_path}; {_machine()}",
         ["photo", "method", "max diff (8-bit levels)", "mean diff", "99.9th percentile",
@@ -141,16 +138,28 @@ def _checkpoint(folder: Path, channels: int, blocks: int) -> Path:
     return path
 
 
+#: Runs its arguments as a child and prints the child's peak RSS (KiB) last. A go-between:
+#: Linux carries a process's high-water mark across ``exec``, so a child started straight from
+#: a large process (a driver that trained models first) would report that process's memory.
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(child.pid, 0)
+print(f"peak_rss_kib={usage.ru_maxrss}", flush=True)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _peak_rss(command: list[str]) -> tuple[int, float, str]:
     """Run ``command``; its peak resident memory in bytes, wall seconds and output."""
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
+    launched = [sys.executable, "-c", _LAUNCHER, *command]
+    done = subprocess.run(launched, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{output}")
-    return usage.ru_maxrss * 1024, seconds, output  # Linux reports KiB
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}")
+    peak = int(re.findall(r"peak_rss_kib=(\d+)", done.stdout)[-1])
+    return peak * 1024, seconds, done.stdout
 
 
 def memory(options: argparse.Namespace) -> dict:
@@ -184,7 +193,7 @@ def memory(options: argparse.Namespace) -> dict:
                     }
                 )
                 print(rows[-1], flush=True)
-    table = _markdown(
+    table = markdown(
         f"`wespe enhance` of one JPEG, CPU; {_machine()}",
         ["photo", "generator", "peak RSS (GiB)", "wall (s)", "MP/s"],
         [
@@ -196,7 +205,7 @@ def memory(options: argparse.Namespace) -> dict:
     return {"rows": rows, "table": table}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parts = parser.add_subparsers(dest="part", required=True)
     seam = parts.add_parser("seams", help="tiled against untiled on scaled photos")
@@ -208,12 +217,13 @@ def main() -> None:
     mem.add_argument("--sizes", nargs="+", type=float, default=[12, 48])
     mem.add_argument("--generators", nargs="+", choices=list(GENERATORS), default=list(GENERATORS))
     parser.add_argument("--out", default="runs/benchmark", help="folder for the JSON")
-    options = parser.parse_args()
+    options = parser.parse_args(argv)
     result = seams(options) if options.part == "seams" else memory(options)
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"enhance_{options.part}.json").write_text(json.dumps(result, indent=2))
     print(result["table"])
+    return result
 
 
 if __name__ == "__main__":

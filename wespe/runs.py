@@ -194,17 +194,31 @@ def _format_final(value: float | None) -> str:
     return f"{value:.4g}" if math.isfinite(value) else f"{value} (diverged)"
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table of ``rows`` (cells formatted with ``str``) under ``header``.
+
+    Example:
+        >>> print(markdown_table(["run", "psnr"], [["a", 21.5]]))
+        | run | psnr |
+        |---|---|
+        | a | 21.5 |
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+
+
 def compare_table(runs: Sequence[RunRecord], metrics: Sequence[str] | None = None) -> str:
     """A markdown table: each run's final metrics, then the configuration keys that differ."""
     if metrics is None:
         metrics = sorted(
             {k for run in runs for k in run.history if k.startswith("val/") and "/samples" not in k}
         )
-    header = "| run | " + " | ".join(metrics) + " |"
-    lines = [header, "|" + "---|" * (len(metrics) + 1)]
-    for run in runs:
-        values = [run.final(m) for m in metrics]
-        lines.append(f"| {run.name} | " + " | ".join(_format_final(v) for v in values) + " |")
+    lines = [
+        markdown_table(
+            ["run", *metrics],
+            [[run.name, *(_format_final(run.final(m)) for m in metrics)] for run in runs],
+        )
+    ]
     keys = sorted({k for run in runs for k in run.config})
     differing = [
         k
@@ -214,12 +228,12 @@ def compare_table(runs: Sequence[RunRecord], metrics: Sequence[str] | None = Non
     ]
     lines += ["", "Settings that differ:" if differing else "No settings differ.", ""]
     if differing:
-        lines.append("| setting | " + " | ".join(run.name for run in runs) + " |")
-        lines.append("|" + "---|" * (len(runs) + 1))
-        for key in differing:
-            lines.append(
-                f"| {key} | " + " | ".join(_format(run.config.get(key)) for run in runs) + " |"
+        lines.append(
+            markdown_table(
+                ["setting", *(run.name for run in runs)],
+                [[key, *(_format(run.config.get(key)) for run in runs)] for key in differing],
             )
+        )
     return "\n".join(lines)
 
 
