@@ -1,12 +1,35 @@
-"""What the benchmark scripts share: a Trainer that runs training alone, and Markdown tables."""
+"""What the benchmark scripts share: the machine's description, a timing loop, a Trainer that
+runs training alone, and Markdown tables."""
 
 from __future__ import annotations
 
+import os
+import platform
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
 from wespe.runs import markdown_table
+
+
+def machine_line() -> str:
+    """The processor, core count and torch version, for a table's title."""
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def timings(run: Callable[[], object], repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``run``, after one left out (allocation, kernel
+    selection)."""
+    run()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def training_only_trainer(

@@ -28,7 +28,6 @@ import json
 import math
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +38,9 @@ from torch import Tensor, nn
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _common import timings  # noqa: E402
 
 from wespe.losses import gaussian_blur  # noqa: E402
 from wespe.runs import markdown_table  # noqa: E402
@@ -102,16 +104,6 @@ def blurs(channels: int) -> dict[str, Callable[[Tensor], Tensor]]:
     }
 
 
-def _median_seconds(run: Callable[[], object], repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(shape: tuple[int, ...], repeats: int) -> list[dict]:
     torch.manual_seed(0)
     x = torch.rand(shape)
@@ -128,13 +120,13 @@ def measure(shape: tuple[int, ...], repeats: int) -> list[dict]:
             torch.autograd.grad(blur(x_grad), x_grad, gradient)
 
         with torch.no_grad():
-            forward = _median_seconds(lambda blur=blur: blur(x), repeats)
+            forward = statistics.median(timings(lambda blur=blur: blur(x), repeats))
         rows.append(
             {
                 "shape": "x".join(map(str, shape)),
                 "blur": name,
                 "forward_ms": 1000 * forward,
-                "forward_backward_ms": 1000 * _median_seconds(forward_backward, repeats),
+                "forward_backward_ms": 1000 * statistics.median(timings(forward_backward, repeats)),
                 "max_difference": (output - reference).abs().max().item(),
             }
         )

@@ -39,7 +39,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -58,17 +57,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import markdown, training_only_trainer  # noqa: E402
+from _common import machine_line, markdown, training_only_trainer  # noqa: E402
 
 from wespe.data import FolderDataModule  # noqa: E402
 from wespe.data.datasets import EMBEDDED_PHOTOS, embedded_photo  # noqa: E402
-
-
-def _machine() -> str:
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}"
-    )
 
 
 def _photo(name: str, width: int, height: int) -> np.ndarray:
@@ -248,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 def measure(options: argparse.Namespace) -> dict:
     """Parts a-d (see the module docstring); the results with their Markdown table."""
     started = time.perf_counter()
-    results: dict = {"machine": _machine(), "settings": vars(options).copy()}
+    results: dict = {"machine": machine_line(), "settings": vars(options).copy()}
     with tempfile.TemporaryDirectory(prefix="wespe_data_benchmark_") as temporary:
         folder = Path(temporary)
         width, height = write_photos(folder, options.photos, options.megapixels)
@@ -381,7 +373,7 @@ def table(results: dict) -> str:
              f"of {1e3 * run['seconds_per_iteration']:.0f} ms per iteration)", ""]
         )  # fmt: skip
     return markdown(
-        f"Training data speed, CPU only: {_machine()}, this process on one torch thread; "
+        f"Training data speed, CPU only: {machine_line()}, this process on one torch thread; "
         f"patch 100, batch 30 unless said; medians of {results['settings']['repeats']} repeats "
         f"({results['settings']['uncached_repeats']} decoding per patch); "
         f"{results['seconds']:.0f} s in all",

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -42,17 +40,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import markdown  # noqa: E402
+from _common import machine_line, markdown  # noqa: E402
 
 from wespe.data.datasets import embedded_photo  # noqa: E402
 from wespe.inference import TiledEnhancer, load_generator  # noqa: E402
 
 #: Generator widths measured for memory: (name, channels, residual blocks).
 GENERATORS = {"quickstart": (16, 2), "paper": (64, 4)}
-
-
-def _machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def _scaled_photo(name: str, megapixels: float) -> torch.Tensor:
@@ -106,7 +100,7 @@ def seams(options: argparse.Namespace) -> dict:
             print(f"  {method}: {rows[-1]}", flush=True)
     table = markdown(
         f"Tiled against untiled, {options.megapixels:g} MP, tile {options.tile_size} px, "
-        f"{options.ckpt_path}; {_machine()}",
+        f"{options.ckpt_path}; {machine_line()}",
         ["photo", "method", "max diff (8-bit levels)", "mean diff", "99.9th percentile",
          "seconds (untiled)"],
         [
@@ -194,7 +188,7 @@ def memory(options: argparse.Namespace) -> dict:
                 )
                 print(rows[-1], flush=True)
     table = markdown(
-        f"`wespe enhance` of one JPEG, CPU; {_machine()}",
+        f"`wespe enhance` of one JPEG, CPU; {machine_line()}",
         ["photo", "generator", "peak RSS (GiB)", "wall (s)", "MP/s"],
         [
             [f"{r['megapixels']:.0f} MP ({r['size']})", r["generator"], f"{r['peak_rss_gib']:.2f}",

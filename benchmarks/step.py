@@ -71,7 +71,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import training_only_trainer  # noqa: E402
+from _common import timings, training_only_trainer  # noqa: E402
 
 from wespe.module import WESPE  # noqa: E402
 from wespe.runs import markdown_table  # noqa: E402
@@ -217,13 +217,17 @@ def plain_iteration(
     discriminator_optimizer.step()
 
 
+def plain_ready(module: WESPE) -> list[torch.optim.Optimizer]:
+    """``module`` in training mode with its frozen networks' weights read, as ``fit`` prepares
+    it (its ``setup``); returns its optimizers, for :func:`plain_iteration`."""
+    module.train()
+    module.setup("fit")
+    return module.configure_optimizers()[0]
+
+
 def plain_loop(module: WESPE, batches: list[dict]) -> list[float]:
     """Seconds of each iteration of :func:`plain_iteration` over ``batches``."""
-    module.train()
-    for network in module.modules():
-        if hasattr(network, "load_weights"):
-            network.load_weights()
-    optimizers, _ = module.configure_optimizers()
+    optimizers = plain_ready(module)
     times = []
     for batch in batches:
         start = time.perf_counter()
@@ -262,21 +266,14 @@ def component_costs(name: str, batches: list[dict], root: Path) -> dict[str, flo
             module.color_loss.view(enhanced)
             module.texture_loss.view(enhanced)
 
-        views()
-        times = []
-        for _ in range(20):
-            start = time.perf_counter()
-            views()
-            times.append(time.perf_counter() - start)
-    costs["views_of_g_ms"] = 1000 * statistics.median(times)
+        costs["views_of_g_ms"] = 1000 * statistics.median(timings(views, 20))
     return costs
 
 
 def iteration_flops(module: WESPE, batch: dict[str, Tensor]) -> int:
     """FLOPs of one training iteration (forward and backward, both steps) on a copy."""
     module = copy.deepcopy(module)
-    module.train()
-    optimizers, _ = module.configure_optimizers()
+    optimizers = plain_ready(module)
     with FlopCounterMode(display=False) as counter:
         plain_iteration(module, optimizers, batch)
     return counter.get_total_flops()
@@ -289,8 +286,7 @@ def profile(module: WESPE, batches: list[dict], path: Path) -> None:
     from torch.profiler import profile as profiler
 
     module = copy.deepcopy(module)
-    module.train()
-    optimizers, _ = module.configure_optimizers()
+    optimizers = plain_ready(module)
     plain_iteration(module, optimizers, batches[0])
     with profiler(activities=[ProfilerActivity.CPU]) as recorded:
         for batch in batches[1:]:
@@ -300,13 +296,7 @@ def profile(module: WESPE, batches: list[dict], path: Path) -> None:
 
 
 def _best_rate(run: Callable[[], object], flops: float, repeats: int = 5) -> float:
-    run()  # warm-up: allocation, kernel selection
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return flops / best
+    return flops / min(timings(run, repeats))
 
 
 def measured_peak() -> dict[str, float]:

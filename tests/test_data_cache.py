@@ -300,4 +300,4 @@ def test_data_benchmark_runs_and_reports_sane_figures(tmp_path):
     assert [run["workers"] for run in results["training"]] == [0, 0, 2]
     for run in results["training"]:
         assert 0 <= run["wait_fraction"] <= 1 and run["iterations"] == 2
-    assert f"CPU only: {benchmark._machine()}" in results["table"]
+    assert f"CPU only: {benchmark.machine_line()}" in results["table"]
