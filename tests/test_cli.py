@@ -347,7 +347,7 @@ def test_every_yaml_under_configs_parses(tmp_path):
 
 
 def test_a_run_is_named_once_and_the_saved_config_holds_the_defaults_used(tmp_path):
-    from wespe.data.degrade import PhoneDegradation
+    from wespe.data.degrade import DEGRADATIONS, PhoneDegradation
 
     def strings(tree: object) -> list[str]:
         if isinstance(tree, dict):
@@ -369,5 +369,7 @@ def test_a_run_is_named_once_and_the_saved_config_holds_the_defaults_used(tmp_pa
     )
     saved = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
     degradation = saved["data"]["init_args"]["degradation"]
-    assert degradation["gamma"] == PhoneDegradation().gamma  # the value used, not null
-    assert degradation["jpeg_quality"] == PhoneDegradation().jpeg_quality
+    # The values used, not null; a saved range is a list and parses back to the same degradation.
+    assert degradation["gamma"] == list(DEGRADATIONS["phone"].gamma)
+    assert degradation["jpeg_quality"] == list(DEGRADATIONS["phone"].jpeg_quality)
+    assert PhoneDegradation(**degradation) == DEGRADATIONS["phone"]

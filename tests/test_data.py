@@ -137,6 +137,11 @@ def test_degradation_psnr_on_a_real_photo():
         ({"jpeg_quality": 0}, "jpeg_quality"),
         ({"jpeg_quality": 101}, "jpeg_quality"),
         ({"color_cast": (1.0, 1.0)}, "color_cast"),
+        ({"gamma": (1.5, 1.2)}, "low <= high"),
+        ({"vignetting": 1.5}, "vignetting >= 0 and <= 1"),
+        ({"exposure": (0.0, 1.0, 2.0)}, "one value or a"),
+        ({"shot_noise": (-0.1, 0.1)}, "shot_noise >= 0"),
+        ({"white_balance_error": -0.1}, "white_balance_error >= 0"),
     ],
 )
 def test_degradation_rejects_invalid_parameters(kwargs, match):
@@ -784,16 +789,27 @@ def test_embedded_domains_must_be_a_known_choice():
         EmbeddedSampleDataModule(domains="tiles")
 
 
-def test_degradation_strengths_order_every_parameter():
-    from wespe.data.degrade import DEGRADATION_STRENGTHS
+@pytest.mark.parametrize("kind", ["fixed", "phone"])
+def test_degradation_strengths_order_every_parameter(kind):
+    from wespe.data.degrade import DEGRADATIONS, _bounds
 
-    mild, default, strong = (DEGRADATION_STRENGTHS[k] for k in ("mild", "default", "strong"))
-    assert default == PhoneDegradation()
-    assert 1 < mild.gamma < default.gamma < strong.gamma
-    assert 1 > mild.contrast > default.contrast > strong.contrast
-    assert mild.noise_std < default.noise_std < strong.noise_std
-    assert mild.blur_sigma < default.blur_sigma < strong.blur_sigma
-    assert mild.jpeg_quality > default.jpeg_quality > strong.jpeg_quality
+    mild, default, strong = (DEGRADATIONS[k] for k in (f"{kind}_mild", kind, f"{kind}_strong"))
+    # Every range end moves away from the identity: mild < preset < strong.
+    away_from_one = {"gamma": 1, "contrast": -1, "jpeg_quality": -1}
+    for name in (
+        "gamma",
+        "contrast",
+        "noise_std",
+        "blur_sigma",
+        "jpeg_quality",
+        "vignetting",
+        "shot_noise",
+        "white_balance_error",
+    ):
+        sign = away_from_one.get(name, 1)
+        ends = [tuple(sign * v for v in _bounds(getattr(d, name))) for d in (mild, default, strong)]
+        if ends[0] != ends[1]:  # the parameters a preset uses
+            assert ends[0] < ends[1] < ends[2], name
     assert 1 > mild.color_cast[2] > default.color_cast[2] > strong.color_cast[2]
     clean = embedded_photo("chelsea", 128).float() / 255
     psnr = [
@@ -801,6 +817,72 @@ def test_degradation_strengths_order_every_parameter():
         for d in (mild, default, strong)
     ]
     assert psnr[0] > psnr[1] > psnr[2]
+
+
+def test_fixed_preset_is_the_default_transform_and_the_data_default_is_phone():
+    from wespe.data.degrade import DEGRADATIONS
+
+    assert DEGRADATIONS["fixed"] == PhoneDegradation()
+    assert EmbeddedSampleDataModule().degradation == DEGRADATIONS["phone"]
+
+
+def test_phone_degradation_draws_its_values_per_photo_within_the_ranges():
+    from wespe.data.degrade import DEGRADATIONS, _bounds
+
+    phone = DEGRADATIONS["phone"]
+    draws = [phone.draw(seed) for seed in range(40)]
+    assert draws[7] == phone.draw(7)  # seeded
+    for name in ("exposure", "gamma", "contrast", "vignetting", "blur_sigma", "noise_std"):
+        low, high = _bounds(getattr(phone, name))
+        values = [d[name] for d in draws]
+        assert all(low <= v <= high for v in values), name
+        assert max(values) - min(values) > 0.5 * (high - low), name  # spread, not one value
+    gains = [d["red_gain"] for d in draws] + [d["blue_gain"] for d in draws]
+    limit = 2**phone.white_balance_error
+    assert all(1 / limit <= g <= limit for g in gains)
+    assert min(gains) < 0.9 and max(gains) > 1.1
+    # A fixed value is drawn as itself, with no white-balance error.
+    assert PhoneDegradation().draw(5) | {} == PhoneDegradation().draw(6)
+    assert PhoneDegradation().draw(5)["red_gain"] == 1.0
+    # Different photos get different degradations; the same photo the same one.
+    clean = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(phone(clean, seed=1), phone(clean, seed=1))
+    assert (phone(clean, seed=1) - phone(clean, seed=2)).abs().mean() > 0.01
+
+
+def _flat(value: float, size: int = 64) -> Tensor:
+    return torch.full((3, size, size), value)
+
+
+def test_over_exposure_clips_highlights():
+    only = {"gamma": 1.0, "contrast": 1.0, "color_cast": (1.0, 1.0, 1.0), "blur_sigma": 0.0,
+            "noise_std": 0.0, "jpeg_quality": 100}  # fmt: skip
+    ramp = torch.linspace(0, 1, 64).expand(3, 64, 64).clone()
+    out = PhoneDegradation(**only, exposure=1.0)(ramp, seed=0)
+    # x * 2: the brighter half clips at 1 (JPEG at 100 keeps it within a level or two).
+    assert out[:, :, 40:].min() > 0.98
+    torch.testing.assert_close(out[:, :, :20], (2 * ramp[:, :, :20]), atol=0.02, rtol=0)
+
+
+def test_vignetting_darkens_the_corners_not_the_centre():
+    only = {"gamma": 1.0, "contrast": 1.0, "color_cast": (1.0, 1.0, 1.0), "blur_sigma": 0.0,
+            "noise_std": 0.0, "jpeg_quality": 100}  # fmt: skip
+    out = PhoneDegradation(**only, vignetting=0.4)(_flat(0.8), seed=0)
+    assert abs(out[:, 30:34, 30:34].mean() - 0.8) < 0.01
+    assert abs(out[:, 0, 0].mean() - 0.8 * 0.6) < 0.02
+
+
+def test_shot_noise_grows_with_the_signal():
+    only = {"gamma": 1.0, "contrast": 1.0, "color_cast": (1.0, 1.0, 1.0), "blur_sigma": 0.0,
+            "jpeg_quality": 100}  # fmt: skip
+    degrade = PhoneDegradation(**only, noise_std=0.01, shot_noise=0.004)
+    dark, bright = degrade(_flat(0.1), seed=0).std(), degrade(_flat(0.8), seed=0).std()
+    # sqrt(0.01^2 + 0.004 x): 0.0224 at 0.1, 0.0574 at 0.8, 2.6 times as much (JPEG's chroma
+    # subsampling lowers both alike).
+    assert 2.0 < bright / dark < 3.2
+    # Read noise alone is the same at both levels.
+    flat = PhoneDegradation(**only, noise_std=0.03)
+    assert 0.85 < flat(_flat(0.7), seed=0).std() / flat(_flat(0.2), seed=0).std() < 1.15
 
 
 def test_paired_patches_are_aligned_crops():

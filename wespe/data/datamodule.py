@@ -39,7 +39,7 @@ from wespe.data.datasets import (
     paired_by_name,
     scan_images,
 )
-from wespe.data.degrade import PhoneDegradation
+from wespe.data.degrade import DEGRADATIONS, PhoneDegradation
 
 __all__ = [
     "DPEDDataModule",
@@ -198,7 +198,7 @@ class UnpairedDataModule(pl.LightningDataModule):
 class EmbeddedSampleDataModule(UnpairedDataModule):
     """The default data: real photos shipped with scikit-image, no download needed.
 
-    Source photos are degraded by :class:`~wespe.data.degrade.PhoneDegradation` (the "phone"
+    Source photos are degraded by a :class:`~wespe.data.degrade.PhoneDegradation` (the "phone"
     domain); target photos stay clean (the "DSLR" domain); validation and test photos are
     degraded for the input and kept clean as the reference. The four lists must be disjoint
     scenes (the two motorcycle views are one scene), so training never sees a (degraded, clean)
@@ -215,7 +215,10 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
         val_photos: names for validation (``wespe validate``, checkpoint selection).
         test_photos: names for the reported figures (``wespe test``).
         max_size: photos are resized so the longer side is at most this many pixels.
-        degradation: the phone degradation.
+        degradation: the phone degradation; the default, ``DEGRADATIONS["phone"]``, draws
+            its exposure, white balance, tone, vignetting, blur, noise and JPEG errors per
+            photo (:data:`~wespe.data.degrade.DEGRADATIONS` names the others, ``"fixed"`` the
+            one transform of earlier versions).
         domains: how the training photos make the two domains. ``"halves"`` (default): every
             training photo (source and target lists together) gives one half to each domain,
             the degraded left half to the source and the clean right half to the target (the
@@ -238,7 +241,7 @@ class EmbeddedSampleDataModule(UnpairedDataModule):
         val_photos: Sequence[str] = ("chelsea", "coffee"),
         test_photos: Sequence[str] = ("motorcycle_left", "motorcycle_right"),
         max_size: int | None = 512,
-        degradation: PhoneDegradation = PhoneDegradation(),  # noqa: B008 - frozen, immutable
+        degradation: PhoneDegradation = DEGRADATIONS["phone"],
         patch_size: int = 64,
         batch_size: int = 8,
         patches_per_epoch: int = 800,
