@@ -4,7 +4,10 @@
   :func:`jpeg_bits_per_pixel`;
 - color and tone: :func:`ciede2000` to a reference, and :func:`luma_contrast` and
   :func:`colorfulness`, reported as ratios to the clean photo's (1 is right; below 1 is flat or
-  washed out).
+  washed out);
+- detail, which a global tone and color curve cannot fake: :func:`detail_psnr` (PSNR after the
+  best per-channel tone curve to the reference), and the no-reference :func:`noise_level` and
+  :func:`sharpness` for photos without one.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ __all__ = [
     "IMAGE_FIGURES",
     "ciede2000",
     "colorfulness",
+    "detail_psnr",
     "image_entropy",
     "image_figures",
     "jpeg_bits_per_pixel",
     "luma_contrast",
+    "noise_level",
+    "sharpness",
 ]
 
 
@@ -167,11 +173,119 @@ def colorfulness(x: Tensor) -> Tensor:
     return spread + 0.3 * offset
 
 
+def detail_psnr(x: Tensor, reference: Tensor, degree: int = 3) -> Tensor:
+    """PSNR (dB, ``data_range`` 1) of each image after the best per-channel tone curve to its
+    reference: what is left when global tone and color no longer count.
+
+    For each image and channel the least-squares polynomial of ``degree`` mapping ``x``'s values
+    to the reference's (fitted over all pixels, float64 normal equations) is applied, the result
+    clipped to [0, 1], and its PSNR to the reference taken. Any global, per-channel tone or color
+    change (gamma, contrast, white balance, exposure short of clipping) is undone by the fit, so
+    such an image scores about as high as the reference itself; what lowers the figure is local:
+    noise, blur, JPEG artefacts, vignetting, local color. An enhancer that only learned a tone
+    curve scores what its input scores; one that removes noise or blur scores above it.
+
+    Args:
+        x: RGB images ``(B, 3, H, W)`` in [0, 1].
+        reference: the clean images, same shape, in [0, 1].
+        degree: of the per-channel polynomial (3: a cubic, flexible enough for gamma and
+            contrast curves, too stiff to follow noise).
+
+    Returns:
+        ``(B,)`` PSNR in dB on ``x``'s device (100 where the fit is exact).
+
+    Example:
+        >>> clean = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        >>> toned = 0.1 + 0.8 * clean**1.3 * torch.tensor([1.0, 0.9, 0.7]).view(1, 3, 1, 1)
+        >>> bool(detail_psnr(toned, clean) > 40)  # a pure tone change: about the clean photo
+        True
+        >>> noisy = clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+        >>> round(float(detail_psnr(noisy.clamp(0, 1), clean)), 1)  # noise: ~26 dB at std 0.05
+        26.2
+    """
+    if x.shape != reference.shape:
+        raise ValueError(
+            f"detail_psnr needs images of the same shape; got {tuple(x.shape)} and "
+            f"{tuple(reference.shape)}"
+        )
+    _check_image("x", x, channels=3)
+    values = x.detach().clamp(0, 1).double().flatten(2)  # (B, 3, N)
+    target = reference.detach().clamp(0, 1).double().flatten(2)
+    # Normal equations from power sums: no (N, degree + 1) design matrix in memory.
+    powers = [torch.ones_like(values)]
+    for _ in range(2 * degree):
+        powers.append(powers[-1] * values)
+    moments = torch.stack([p.sum(-1) for p in powers], -1)  # (B, 3, 2 degree + 1)
+    index = torch.arange(degree + 1)
+    gram = moments[..., index[:, None] + index[None, :]]  # (B, 3, d + 1, d + 1)
+    right = torch.stack([(p * target).sum(-1) for p in powers[: degree + 1]], -1)
+    # lstsq rather than solve: a flat channel makes the system singular.
+    coefficients = torch.linalg.lstsq(gram.cpu(), right.cpu()[..., None]).solution[..., 0]
+    coefficients = coefficients.to(values.device)
+    fitted = sum(c[..., None] * p for c, p in zip(coefficients.unbind(-1), powers, strict=False))
+    mse = (fitted.clamp(0, 1) - target).square().mean(dim=(1, 2))
+    return (10 * torch.log10(1 / mse.clamp_min(1e-10))).float().to(x.device)
+
+
+def noise_level(x: Tensor) -> Tensor:
+    """Estimated standard deviation of each image's noise, in 8-bit levels, without a
+    reference: scikit-image's ``estimate_sigma`` (Donoho's wavelet estimator: the median
+    absolute finest-scale wavelet coefficient), averaged over the channels.
+
+    Fine texture counts a little too, so compare against the clean photo's level, not 0.
+
+    Args:
+        x: RGB images ``(B, 3, H, W)`` in [0, 1].
+
+    Returns:
+        ``(B,)`` noise std in levels of 255, on ``x``'s device.
+
+    Example:
+        >>> flat = torch.full((1, 3, 64, 64), 0.5)
+        >>> noisy = flat + 0.04 * torch.randn(flat.shape, generator=torch.Generator().manual_seed(0))
+        >>> round(float(noise_level(flat))), round(float(noise_level(noisy)))  # 0.04 * 255 = 10.2
+        (0, 10)
+    """
+    from skimage.restoration import estimate_sigma
+
+    _check_image("x", x, channels=3)
+    arrays = x.detach().float().permute(0, 2, 3, 1).double().cpu().numpy()
+    sigmas = [estimate_sigma(a, channel_axis=-1, average_sigmas=True) for a in arrays]
+    return 255 * torch.tensor(sigmas, dtype=torch.float32, device=x.device)
+
+
+def sharpness(x: Tensor) -> Tensor:
+    """Root-mean-square gradient magnitude of each image's luma (Tenengrad; kornia's Sobel
+    gradient): higher for sharper edges, and for noise too, so read it beside
+    :func:`noise_level`. Reported as a ratio to the clean photo's (below 1: blurred).
+
+    Args:
+        x: RGB images ``(B, 3, H, W)`` in [0, 1].
+
+    Returns:
+        ``(B,)`` RMS Sobel gradient magnitude (kornia's normalised kernel).
+
+    Example:
+        >>> sharpness(torch.full((1, 3, 8, 8), 0.5))
+        tensor([0.])
+        >>> edge = torch.zeros(1, 3, 16, 16); edge[..., 8:] = 1
+        >>> bool(sharpness(edge) > sharpness(kornia.filters.gaussian_blur2d(edge, 9, (2.0, 2.0))))
+        True
+    """
+    _check_image("x", x, channels=3)
+    gradient = kornia.filters.spatial_gradient(to_grayscale(x.clamp(0, 1).float()))  # Sobel
+    # Root mean square, not the mean: an edge's mean |gradient| (its height) survives blur.
+    return gradient.square().sum(2).flatten(1).mean(1).sqrt()
+
+
 def image_figures(images: Tensor, clean: Tensor) -> dict[str, Tensor]:
     """Per-image evaluation figures of ``images`` against their ``clean`` references, each
     ``(B,)``: WESPE's no-reference ``entropy`` and ``jpeg_bpp``, the color error ``ciede2000``,
-    and the tone figures ``contrast_ratio`` and ``colorfulness_ratio`` (1 matches the clean
-    photo; below 1 is flat or washed out). Images ``(B, 3, H, W)`` in [0, 1].
+    the tone figures ``contrast_ratio`` and ``colorfulness_ratio`` (1 matches the clean
+    photo; below 1 is flat or washed out), and the detail figures ``detail_psnr``
+    (:func:`detail_psnr`), ``noise`` (:func:`noise_level`, 8-bit levels) and
+    ``sharpness_ratio`` (:func:`sharpness` over the clean photo's). Images ``(B, 3, H, W)`` in
+    [0, 1].
 
     Example:
         >>> clean = torch.rand(2, 3, 16, 16)
@@ -180,6 +294,8 @@ def image_figures(images: Tensor, clean: Tensor) -> dict[str, Tensor]:
         True
         >>> figures["ciede2000"], figures["contrast_ratio"], figures["colorfulness_ratio"]
         (tensor([0., 0.]), tensor([1., 1.]), tensor([1., 1.]))
+        >>> figures["sharpness_ratio"], bool((figures["detail_psnr"] > 60).all())
+        (tensor([1., 1.]), True)
     """
     return {
         "entropy": image_entropy(images),
@@ -188,8 +304,20 @@ def image_figures(images: Tensor, clean: Tensor) -> dict[str, Tensor]:
         # A flat reference has no contrast or color to match; the floor keeps the ratio finite.
         "contrast_ratio": luma_contrast(images) / luma_contrast(clean).clamp_min(1e-6),
         "colorfulness_ratio": colorfulness(images) / colorfulness(clean).clamp_min(1e-6),
+        "detail_psnr": detail_psnr(images, clean),
+        "noise": noise_level(images),
+        "sharpness_ratio": sharpness(images) / sharpness(clean).clamp_min(1e-6),
     }
 
 
 #: Names of :func:`image_figures`' figures, logged as ``<stage>/<name>`` and ``<name>_input``.
-IMAGE_FIGURES = ("entropy", "jpeg_bpp", "ciede2000", "contrast_ratio", "colorfulness_ratio")
+IMAGE_FIGURES = (
+    "entropy",
+    "jpeg_bpp",
+    "ciede2000",
+    "contrast_ratio",
+    "colorfulness_ratio",
+    "detail_psnr",
+    "noise",
+    "sharpness_ratio",
+)
