@@ -856,3 +856,41 @@ def test_view_losses_are_built_on_an_adversarial_loss_not_substituted_for_one():
         expected = loss.adversarial.generator_loss(discriminator(loss.view(fake)))
         torch.testing.assert_close(loss.generator_loss(discriminator, fake), expected)
         torch.testing.assert_close(loss(discriminator, fake), expected)
+
+
+# --------------------------------------------------------------------------- texture left free
+
+
+def test_low_pass_loss_compares_coarse_content_and_leaves_fine_texture_free():
+    from wespe.losses import LowPassLoss, gaussian_blur
+
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    loss = LowPassLoss(kernel_size=9, sigma=2.0, loss_weight=3.0)
+    assert loss(x, x) == 0
+    blurred = gaussian_blur(x, 9, 2.0)
+    other = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    expected = 3.0 * torch.nn.functional.mse_loss(blurred, gaussian_blur(other, 9, 2.0))
+    torch.testing.assert_close(loss(x, other), expected)
+    # A pixel checkerboard (the finest texture) costs next to nothing; a brightness offset
+    # costs what it costs in MSE.
+    checker = 0.1 * (2 * (torch.arange(32).view(-1, 1) + torch.arange(32)).remainder(2).float() - 1)
+    plain = LowPassLoss(kernel_size=9, sigma=2.0)
+    assert plain(x + checker, x) < 0.01 * torch.nn.functional.mse_loss(x + checker, x)
+    torch.testing.assert_close(plain(x + 0.1, x), torch.tensor(0.01), atol=1e-6, rtol=0)
+    # Any loss on the blurred images, e.g. L1.
+    assert LowPassLoss(torch.nn.L1Loss(), 9, 2.0)(x + 0.1, x) == pytest.approx(0.1, abs=1e-5)
+    with pytest.raises(ValueError, match="kernel_size must be a positive odd integer"):
+        LowPassLoss(kernel_size=4)
+
+
+def test_texture_loss_high_pass_view_sees_detail_not_brightness():
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.5
+    high_pass = TextureLoss(high_pass_sigma=1.5)
+    # A brightness change moves the paper's gray view, not the high-pass one.
+    assert (TextureLoss().view(x + 0.2) - TextureLoss().view(x)).abs().mean() > 0.19
+    torch.testing.assert_close(high_pass.view(x + 0.2), high_pass.view(x), atol=1e-5, rtol=0)
+    # Noise moves it.
+    noise = 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    assert (high_pass.view(x + noise) - high_pass.view(x)).std() > 0.02
+    # No new weights: state dicts of the paper's form load into the high-pass one.
+    assert TextureLoss().state_dict().keys() == high_pass.state_dict().keys()

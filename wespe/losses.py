@@ -11,6 +11,7 @@ Mean squared error needs nothing beyond :class:`torch.nn.MSELoss`.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ __all__ = [
     "AdversarialLoss",
     "ColorLoss",
     "GaussianBlur",
+    "LowPassLoss",
     "PerceptualLoss",
     "TVLoss",
     "TextureLoss",
@@ -192,6 +194,50 @@ class GaussianBlur(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, sigma={self.sigma}"
+
+
+class LowPassLoss(nn.Module):
+    """A loss between Gaussian-blurred images: what it compares is the images' coarse content,
+    their fine texture (noise, grain, sharpness) is left free.
+
+    WESPE's content loss compares ``x`` with ``F(G(x))``. As a pixel loss it rewards ``G`` for
+    keeping ``x``'s noise and blur, since ``F`` can give back only what ``G`` kept; the paper's
+    VGG-19 relu5_4 features barely see pixel noise. Comparing blurred images is the pixel-space
+    way to the same freedom: ``G`` may remove noise and sharpen, and the texture discriminator
+    says how.
+
+    Args:
+        loss: the loss on the blurred images, ``(input, target) -> scalar``; default
+            :class:`torch.nn.MSELoss`.
+        kernel_size: blur kernel width in pixels (odd).
+        sigma: blur standard deviation in pixels.
+        loss_weight: multiplies the loss.
+
+    Example:
+        >>> x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        >>> noisy = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+        >>> loss = LowPassLoss(kernel_size=9, sigma=2.0)
+        >>> bool(loss(noisy, x) < 0.05 * torch.nn.functional.mse_loss(noisy, x))
+        True
+    """
+
+    def __init__(
+        self,
+        loss: nn.Module | None = None,
+        kernel_size: int = 9,
+        sigma: float = 2.0,
+        loss_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.loss = loss if loss is not None else nn.MSELoss()
+        self.blur = GaussianBlur(kernel_size, sigma)
+        self.loss_weight = loss_weight
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002 - torch's name
+        return self.loss_weight * self.loss(self.blur(input), self.blur(target))
+
+    def extra_repr(self) -> str:
+        return f"loss_weight={self.loss_weight}"
 
 
 def to_grayscale(x: Tensor) -> Tensor:
@@ -669,12 +715,38 @@ class ColorLoss(_ViewAdversarialLoss):
 class TextureLoss(_ViewAdversarialLoss):
     """WESPE's texture loss: an adversarial loss whose discriminator sees grayscale images.
 
-    Without color the discriminator has to judge texture, sharpness and noise.
+    Without color the discriminator has to judge texture, sharpness and noise (and, in the
+    paper's form, brightness and contrast too). With ``high_pass_sigma`` it sees only the
+    gray image's fine detail, ``gray - blur(gray)``: texture, noise and sharpness alone (not in
+    the paper).
 
     Args:
         kind: adversarial loss kind, see :func:`adversarial_loss`.
         loss_weight: weight of the generator side (WESPE: 5e-3).
+        high_pass_sigma: if set, the std in pixels of the blur subtracted from the gray image
+            (kernel ``2 * ceil(3 * sigma) + 1`` px); None: the gray image itself (paper).
+
+    Example:
+        >>> flat = torch.full((1, 3, 16, 16), 0.7)  # no detail at all
+        >>> bool(TextureLoss(high_pass_sigma=1.5).view(flat).abs().max() < 1e-6)
+        True
+        >>> TextureLoss().view(flat).shape  # the paper's gray view
+        torch.Size([1, 1, 16, 16])
     """
 
+    def __init__(
+        self,
+        kind: AdversarialKind = "vanilla",
+        loss_weight: float = 1.0,
+        high_pass_sigma: float | None = None,
+    ) -> None:
+        super().__init__(kind, loss_weight)
+        self.high_pass = (
+            None
+            if high_pass_sigma is None
+            else GaussianBlur(2 * math.ceil(3 * high_pass_sigma) + 1, high_pass_sigma)
+        )
+
     def view(self, x: Tensor) -> Tensor:
-        return to_grayscale(x)
+        gray = to_grayscale(x)
+        return gray if self.high_pass is None else gray - self.high_pass(gray)
