@@ -18,7 +18,7 @@ clean) under ``--out/--name``.
 
     python benchmarks/quality.py                 # quickstart.yaml + benchmark.yaml, 5 seeds, 3 folds
     python benchmarks/quality.py --length 2 --no-supervised       # the same recipe, twice as long
-    python benchmarks/quality.py --degradation strong             # a stronger phone degradation
+    python benchmarks/quality.py --degradation phone_strong       # a stronger phone degradation
     python benchmarks/quality.py --stage val --folds 0 --seeds 0 1 2 --no-supervised \\
         --name no_identity -- --model.init_args.identity_loss=null       # an ablation row
 
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -78,8 +79,25 @@ FOLDS = (
     },
 )
 #: Figures of `wespe test`/`validate`, each also with an ``_input`` twin for the degraded input.
-FIGURES = ("psnr", "ssim", "ciede2000", "contrast_ratio", "colorfulness_ratio", "entropy")
-TARGETS = ("psnr_gain>=70%", "ciede2000_cut>=50%", "contrast_0.9-1.1", "ssim_up")
+FIGURES = (
+    "psnr",
+    "ssim",
+    "ciede2000",
+    "contrast_ratio",
+    "colorfulness_ratio",
+    "entropy",
+    "detail_psnr",
+    "noise",
+    "sharpness_ratio",
+)
+TARGETS = (
+    "psnr_gain>=70%",
+    "ciede2000_cut>=50%",
+    "contrast_0.9-1.1",
+    "ssim_up",
+    "detail_up>=0.5dB",
+    "beats_classical",
+)
 #: Written beside a finished fit's run folders: the run and its fit time, for ``--resume``.
 FIT_RECORD = "fit.json"
 
@@ -99,11 +117,11 @@ def fold_overrides(fold: dict) -> list[str]:
     ] + [f"--data.init_args.val_photos=[{','.join(VAL_PHOTOS)}]"]
 
 
-def degradation_overrides(strength: str) -> list[str]:
-    """Data overrides for one of :data:`~wespe.data.degrade.DEGRADATION_STRENGTHS`."""
-    from wespe.data.degrade import DEGRADATION_STRENGTHS
+def degradation_overrides(name: str) -> list[str]:
+    """Data overrides for one of :data:`~wespe.data.degrade.DEGRADATIONS`."""
+    from wespe.data.degrade import DEGRADATIONS
 
-    values = dataclasses.asdict(DEGRADATION_STRENGTHS[strength])
+    values = dataclasses.asdict(DEGRADATIONS[name])
     return [f"--data.init_args.degradation={json.dumps(values)}"]
 
 
@@ -188,12 +206,34 @@ def ciede2000_cut(figures: dict[str, float]) -> float:
     return figures["ciede2000_input"] - figures["ciede2000"]
 
 
-def targets(wespe: dict[str, float], supervised: dict[str, float] | None) -> dict[str, bool]:
-    """Issue #11's per-seed targets for one WESPE result (and its supervised reference)."""
+def detail_gain(figures: dict[str, float]) -> float:
+    """How far the detail figure (PSNR after the best per-channel tone curve) rose above the
+    degraded input's: noise, blur and artefacts removed, which no tone curve can do."""
+    return figures["detail_psnr"] - figures["detail_psnr_input"]
+
+
+def best_classical(classical: dict[str, dict[str, float]]) -> tuple[str, dict[str, float]]:
+    """The classical baseline with the highest PSNR."""
+    return max(classical.items(), key=lambda item: item[1]["psnr"])
+
+
+def targets(
+    wespe: dict[str, float],
+    supervised: dict[str, float] | None,
+    classical: dict[str, dict[str, float]] | None = None,
+) -> dict[str, bool]:
+    """The per-seed targets (issues #11 and #22) for one WESPE result, its supervised
+    reference and the classical baselines on the same photos."""
     checks = {
         "contrast_0.9-1.1": 0.9 <= wespe["contrast_ratio"] <= 1.1,
         "ssim_up": wespe["ssim"] > wespe["ssim_input"],
+        "detail_up>=0.5dB": detail_gain(wespe) >= 0.5,
     }
+    if classical:
+        # Above every classical method in PSNR, below every one in color error.
+        checks["beats_classical"] = wespe["psnr"] > best_classical(classical)[1]["psnr"] and (
+            wespe["ciede2000"] < min(c["ciede2000"] for c in classical.values())
+        )
     if supervised is not None:
         checks = {
             "psnr_gain>=70%": gain(wespe) >= 0.7 * gain(supervised),
@@ -206,22 +246,53 @@ def targets(wespe: dict[str, float], supervised: dict[str, float] | None) -> dic
 def _row(seed: object, name: str, m: dict, seconds: str, extra: str) -> str:
     return (
         f"| {seed} | {name} | {m['psnr']:.2f} | {gain(m):+.2f} | {m['ssim']:.4f} | "
-        f"{m['ciede2000']:.2f} | {m['contrast_ratio']:.2f} | {m['colorfulness_ratio']:.2f} | "
-        f"{seconds} | {extra} |"
+        f"{m['ciede2000']:.2f} | {m['detail_psnr']:.2f} | {m['noise']:.1f} | "
+        f"{m['contrast_ratio']:.2f} | {m['colorfulness_ratio']:.2f} | {seconds} | {extra} |"
     )
 
 
-def table(results: list[dict], stage: str = "test") -> str:
-    """Markdown: identity, WESPE and supervised rows per seed, then a summary over seeds."""
+def input_figures(figures: dict[str, float]) -> dict[str, float]:
+    """The degraded input's figures, read from any model's ``*_input`` twins."""
+    return {k: figures[f"{k}_input"] for k in FIGURES} | {"psnr_input": figures["psnr_input"]}
+
+
+def baselines_table(results: list[dict], classical: dict[str, dict[str, float]]) -> str:
+    """Markdown: identity, every classical method, and WESPE and the supervised reference as
+    means over the seeds, side by side, with the detail figures."""
     lines = [
-        "| seed | model | PSNR (dB) | gain (dB) | SSIM | CIEDE2000 | contrast ratio | "
-        "colorfulness ratio | train time (s) | of supervised gain / targets met |",
+        "| method | PSNR (dB) | gain (dB) | SSIM | CIEDE2000 | detail PSNR (dB) | noise (levels) | "
+        "contrast ratio | colorfulness ratio | sharpness ratio |",
         "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    wespe = mean_figures([r["wespe"] for r in results])
+    rows = {"identity (degraded input)": input_figures(wespe)}
+    rows.update((f"{name} (classical)", figures) for name, figures in classical.items())
+    rows[f"WESPE (mean of {len(results)} seeds)"] = wespe
+    if all("supervised" in r for r in results):
+        supervised = mean_figures([r["supervised"] for r in results])
+        rows[f"supervised (paired L1, mean of {len(results)} seeds)"] = supervised
+    for name, m in rows.items():
+        lines.append(
+            f"| {name} | {m['psnr']:.2f} | {gain(m):+.2f} | {m['ssim']:.4f} | "
+            f"{m['ciede2000']:.2f} | {m['detail_psnr']:.2f} | {m['noise']:.1f} | "
+            f"{m['contrast_ratio']:.2f} | {m['colorfulness_ratio']:.2f} | "
+            f"{m['sharpness_ratio']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def table(results: list[dict], stage: str = "test", classical: dict | None = None) -> str:
+    """Markdown: identity, WESPE and supervised rows per seed, a summary over seeds, and (with
+    ``classical``, the baselines' mean figures) the baselines table."""
+    lines = [
+        "| seed | model | PSNR (dB) | gain (dB) | SSIM | CIEDE2000 | detail PSNR (dB) | "
+        "noise (levels) | contrast ratio | colorfulness ratio | train time (s) | "
+        "of supervised gain / targets met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         w, s = r["wespe"], r.get("supervised")
-        identity = {k: w[f"{k}_input"] for k in FIGURES} | {"psnr_input": w["psnr_input"]}
-        lines.append(_row(r["seed"], "identity (degraded input)", identity, "", ""))
+        lines.append(_row(r["seed"], "identity (degraded input)", input_figures(w), "", ""))
         failed = [k for k, v in r["targets"].items() if not v]
         verdict = "all" if not failed else "not " + ", ".join(failed)
         share = f"{gain(w) / gain(s):.0%}; " if s is not None else ""
@@ -230,11 +301,13 @@ def table(results: list[dict], stage: str = "test") -> str:
             lines.append(
                 _row(r["seed"], "supervised (paired L1)", s, f"{r['supervised_seconds']:.0f}", "")
             )
-    lines += ["", summary(results, stage)]
+    lines += ["", summary(results, stage, classical)]
+    if classical:
+        lines += ["", baselines_table(results, classical)]
     return "\n".join(lines)
 
 
-def summary(results: list[dict], stage: str = "test") -> str:
+def summary(results: list[dict], stage: str = "test", classical: dict | None = None) -> str:
     """One paragraph: mean, min and spread over seeds of the headline figures."""
 
     def spread(values: list[float], form: str) -> str:
@@ -251,6 +324,17 @@ def summary(results: list[dict], stage: str = "test") -> str:
         f"{results[0]['wespe']['ciede2000_input']:.2f}); contrast ratio "
         f"{spread([r['wespe']['contrast_ratio'] for r in results], '.2f')}."
     ]
+    details = [detail_gain(r["wespe"]) for r in results]
+    text.append(
+        f"Detail figure over the input's: {spread(details, '+.2f')} dB (input "
+        f"{results[0]['wespe']['detail_psnr_input']:.2f} dB)."
+    )
+    if classical:
+        name, best = best_classical(classical)
+        text.append(
+            f"Best classical baseline by PSNR: {name}, gain {gain(best):+.2f} dB, CIEDE2000 "
+            f"{best['ciede2000']:.2f}, detail {detail_gain(best):+.2f} dB."
+        )
     if all("supervised" in r for r in results):
         shares = [gain(r["wespe"]) / gain(r["supervised"]) for r in results]
         text.append(
@@ -261,6 +345,19 @@ def summary(results: list[dict], stage: str = "test") -> str:
     met = sum(all(r["targets"].values()) for r in results)
     text.append(f"Targets met for {met} of {len(results)} seeds.")
     return " ".join(text)
+
+
+def classical_baselines():  # noqa: ANN201 - the module of the script beside this one
+    """benchmarks/classical.py, the classical methods' definitions and evaluation."""
+    spec = importlib.util.spec_from_file_location("classical", REPO / "benchmarks" / "classical.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def mean_classical(per_fold: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Method by method mean of the classical baselines' figures over folds."""
+    return {name: mean_figures([fold[name] for fold in per_fold]) for name in per_fold[0]}
 
 
 def build_data(run: Path, **changes: object) -> pl.LightningDataModule:
@@ -337,7 +434,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stage", choices=("test", "val"), default="test", help="the photos to report on"
     )
-    parser.add_argument("--degradation", choices=("mild", "default", "strong"), default="default")
+    parser.add_argument(
+        "--degradation",
+        choices=("phone", "phone_mild", "phone_strong", "fixed", "fixed_mild", "fixed_strong"),
+        default="phone",
+        help="a preset of wespe.data.degrade.DEGRADATIONS",
+    )
     parser.add_argument(
         "--length", type=float, default=1.0, help="multiply the config's max_iterations"
     )
@@ -361,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.length != 1:
         length.append(f"--max_iterations={config_iterations(args.config, args.length)}")
     results, grid_runs = [], []
+    classical_folds: dict[str, dict] = {}  # fold -> method -> figures, the same for every seed
     for seed in args.seeds:
         per_fold = []
         for index in args.folds:
@@ -372,6 +475,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             entry = {"fold": fold["name"], "wespe_run": str(run), "wespe_seconds": seconds}
             entry["wespe"] = evaluate(run, args.stage)
+            if fold["name"] not in classical_folds:
+                # On the same photos and degradation as the run, through the same evaluation.
+                classical_folds[fold["name"]] = classical_baselines().classical_figures(
+                    build_data(run, eval_crop=None), args.stage
+                )
             if not args.no_supervised:
                 limit = time.strftime("00:%H:%M:%S", time.gmtime(round(seconds)))
                 supervised_run, supervised_seconds = fit_once(
@@ -400,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
             result["supervised_seconds"] = statistics.mean(
                 f["supervised_seconds"] for f in per_fold
             )
-        result["targets"] = targets(result["wespe"], result.get("supervised"))
+        classical = mean_classical([classical_folds[f["fold"]] for f in per_fold])
+        result["targets"] = targets(result["wespe"], result.get("supervised"), classical)
         results.append(result)
         print(f"seed {seed}: WESPE gain {gain(result['wespe']):+.2f} dB, {result['targets']}")
 
@@ -413,9 +522,11 @@ def main(argv: list[str] | None = None) -> int:
         "folds": [FOLDS[i]["name"] for i in args.folds],
         "seeds": args.seeds,
         "results": results,
+        "classical_folds": classical_folds,
+        "classical": mean_classical(list(classical_folds.values())),
     }
     (out / "results.json").write_text(json.dumps(summary_record, indent=2))
-    markdown = table(results, args.stage)
+    markdown = table(results, args.stage, summary_record["classical"])
     (out / "table.md").write_text(markdown + "\n")
     print(markdown)
     if args.stage == "test":

@@ -16,7 +16,13 @@ spec.loader.exec_module(quality)
 
 
 def figures(
-    psnr: float, ssim: float, ciede2000: float, contrast: float, *, psnr_input: float = 15.0
+    psnr: float,
+    ssim: float,
+    ciede2000: float,
+    contrast: float,
+    *,
+    psnr_input: float = 15.0,
+    detail: float = 25.0,
 ) -> dict[str, float]:
     """Test figures of one model; the degraded input's are fixed."""
     return {
@@ -32,6 +38,12 @@ def figures(
         "colorfulness_ratio_input": 0.75,
         "entropy": 7.0,
         "entropy_input": 6.5,
+        "detail_psnr": detail,
+        "detail_psnr_input": 24.0,
+        "noise": 3.0,
+        "noise_input": 6.0,
+        "sharpness_ratio": 0.9,
+        "sharpness_ratio_input": 0.8,
     }
 
 
@@ -53,13 +65,29 @@ SUPERVISED = figures(23.0, 0.7, 8.0, 0.95)  # +8 dB, CIEDE2000 cut by 8
 )
 def test_targets(wespe, expected):
     checks = quality.targets(wespe, SUPERVISED)
+    assert tuple(checks) == quality.TARGETS[:-1]  # no classical baselines given
+    assert tuple(checks.values())[:4] == expected
+    assert checks["detail_up>=0.5dB"]  # 25 dB against the input's 24
+
+
+def test_detail_and_classical_targets():
+    wespe = figures(21.0, 0.65, 10.0, 1.0, detail=24.4)  # only +0.4 dB of detail
+    classical = {
+        "auto-levels": figures(20.0, 0.6, 11.0, 1.0),
+        "auto-levels + gamma": figures(20.5, 0.6, 10.5, 1.0),
+    }
+    checks = quality.targets(wespe, SUPERVISED, classical)
     assert tuple(checks) == quality.TARGETS
-    assert tuple(checks.values()) == expected
+    assert not checks["detail_up>=0.5dB"] and checks["beats_classical"]
+    # Above the best classical PSNR is not enough: the color error must be below every one's.
+    classical["CLAHE"] = figures(19.0, 0.6, 9.5, 1.0)
+    assert not quality.targets(wespe, SUPERVISED, classical)["beats_classical"]
+    assert quality.best_classical(classical)[0] == "auto-levels + gamma"
 
 
 def test_targets_without_supervised_reference():
     checks = quality.targets(figures(18, 0.7, 9.0, 1.0), None)
-    assert checks == {"contrast_0.9-1.1": True, "ssim_up": True}
+    assert checks == {"contrast_0.9-1.1": True, "ssim_up": True, "detail_up>=0.5dB": True}
 
 
 def test_mean_figures_averages_each_figure_over_folds():
@@ -83,11 +111,20 @@ def test_table_reports_every_seed_and_the_summary():
                 "targets": quality.targets(wespe, SUPERVISED),
             }
         )
-    markdown = quality.table(results)
-    assert markdown.count("identity (degraded input)") == 2
+    classical = {"auto-levels": figures(20.0, 0.6, 11.0, 1.0, detail=24.0)}
+    markdown = quality.table(results, classical=classical)
+    assert markdown.count("identity (degraded input)") == 3  # per seed, and in the baselines
     assert (
-        "| 0 | WESPE | 21.00 | +6.00 | 0.6500 | 10.00 | 1.00 | 0.90 | 60 | 75%; all |" in markdown
+        "| 0 | WESPE | 21.00 | +6.00 | 0.6500 | 10.00 | 25.00 | 3.0 | 1.00 | 0.90 | 60 | 75%; all |"
+        in markdown
     )
+    assert "| auto-levels (classical) | 20.00 | +5.00 | 0.6000 | 11.00 | 24.00 | 3.0 |" in markdown
+    assert "| WESPE (mean of 2 seeds) | 20.00 | +5.00 |" in markdown
+    assert (
+        "| identity (degraded input) | 15.00 | +0.00 | 0.6000 | 16.00 | 24.00 | 6.0 |" in markdown
+    )
+    assert "Best classical baseline by PSNR: auto-levels, gain +5.00 dB" in markdown
+    assert "Detail figure over the input's: mean +1.00" in markdown
     assert "| 1 | WESPE | 19.00 | +4.00 |" in markdown
     assert "50%; not psnr_gain>=70%" in markdown  # seed 1: +4 of +8 dB
     assert "PSNR gain mean +5.00, min +4.00, max +6.00 dB" in markdown
@@ -132,7 +169,7 @@ def test_each_test_scene_is_tested_in_exactly_one_fold():
 
 def test_fold_and_degradation_overrides_reach_the_data_module():
     from wespe.cli import cli_main
-    from wespe.data.degrade import DEGRADATION_STRENGTHS
+    from wespe.data.degrade import DEGRADATIONS
 
     fold = quality.FOLDS[2]
     cli = cli_main(
@@ -140,7 +177,7 @@ def test_fold_and_degradation_overrides_reach_the_data_module():
             "-c",
             str(quality.REPO / "configs" / "quickstart.yaml"),
             *quality.fold_overrides(fold),
-            *quality.degradation_overrides("strong"),
+            *quality.degradation_overrides("phone_strong"),
         ],
         run=False,
     )
@@ -149,7 +186,7 @@ def test_fold_and_degradation_overrides_reach_the_data_module():
     assert data.target_photos == tuple(fold["target_photos"])
     assert data.test_photos == tuple(fold["test_photos"])
     assert data.val_photos == quality.VAL_PHOTOS
-    assert data.degradation == DEGRADATION_STRENGTHS["strong"]
+    assert data.degradation == DEGRADATIONS["phone_strong"]
 
 
 def test_report_tables_average_over_seeds_and_keep_each_seed(tmp_path):
@@ -223,3 +260,26 @@ def test_resume_reuses_only_finished_fits(tmp_path, monkeypatch):
     # A recorded run whose checkpoint is gone is trained again.
     (calls[1] / "checkpoints" / "last.ckpt").unlink()
     assert quality.fit_once([], 0, root, [], resume=True) == (calls[2], 13.0)
+
+
+def test_classical_baselines_are_evaluated_like_a_generator():
+    """benchmarks/classical.py: a method's figures are the evaluation's, on the run's photos."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    from wespe.classical import auto_levels
+
+    spec = importlib.util.spec_from_file_location("classical", SCRIPT.parent / "classical.py")
+    classical = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(classical)
+    data = EmbeddedSampleDataModule(max_size=96, patch_size=32, val_photos=("chelsea",))
+    found = classical.classical_figures(data, "val", {"auto-levels": [("auto_levels", {})]})
+    item = data.val_set[0]
+    expected = peak_signal_noise_ratio(
+        auto_levels(item["source"][None]), item["clean"][None], data_range=1.0
+    )
+    assert found["auto-levels"]["psnr"] == pytest.approx(float(expected), abs=1e-4)
+    assert found["auto-levels"]["psnr_input"] < found["auto-levels"]["psnr"]
+    # Histogram matching's reference is the target domain's training pixels, nothing else.
+    pixels = classical.target_pixels(data)
+    _, target = data.load_images()
+    assert pixels.shape == (3, 1, sum(t.shape[-1] * t.shape[-2] for t in target))
