@@ -162,10 +162,10 @@ def table(record: dict) -> str:
                 f"{m['ciede2000']:.2f} | {m['detail_psnr']:.2f} | {m['noise']:.1f} | "
                 f"{m['contrast_ratio']:.2f} | {m['sharpness_ratio']:.2f} |"
             )
+    noise = sorted({round(e["clean_noise"], 1) for e in record["degradations"].values()})
     lines.append(
-        "\nThe clean photos' own noise figure: "
-        + ", ".join(f"{d} {e['clean_noise']:.1f}" for d, e in record["degradations"].items())
-        + " levels (the same photos; it differs only where the fold's photos differ)."
+        f"\nThe clean photos' own noise figure: {' / '.join(map(str, noise))} levels; "
+        "detail PSNR of the clean photos themselves: 100 (exact)."
     )
     return "\n".join(lines)
 

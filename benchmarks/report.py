@@ -66,23 +66,45 @@ def per_seed(values: list[float], form: str) -> str:
     return " / ".join(format(v, form) for v in values)
 
 
+def classical_note(record: dict, fold: str | None = None) -> str:
+    """One line: the best classical baseline on a record's photos (one fold's, or the mean
+    over its folds), from the figures quality.py stored beside the runs."""
+    if fold is None:
+        classical = record.get("classical")
+    else:
+        classical = record.get("classical_folds", {}).get(fold)
+    if not classical:
+        return ""
+    name, best = quality.best_classical(classical)
+    return (
+        f"{name} {gain(best):+.2f} dB, CIEDE2000 {best['ciede2000']:.2f}, detail "
+        f"{quality.detail_gain(best):+.2f} dB"
+    )
+
+
 def per_fold_table(headline: dict) -> str:
     lines = [
         "| test scene | WESPE gain (dB) | supervised gain (dB) | share | CIEDE2000 (input) | "
-        "contrast ratio (input) | colorfulness ratio (input) | seeds meeting the targets |",
-        "|---|---|---|---|---|---|---|---|",
+        "contrast ratio (input) | colorfulness ratio (input) | detail WESPE / supervised (dB over "
+        "input) | best classical baseline | seeds meeting the targets |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     seeds = [r["seed"] for r in headline["results"]]
     for fold in headline["folds"]:
         entries = fold_results(headline, fold, seeds)
         w = quality.mean_figures([e["wespe"] for e in entries])
         s = quality.mean_figures([e["supervised"] for e in entries])
-        met = sum(all(quality.targets(e["wespe"], e["supervised"]).values()) for e in entries)
+        classical = headline.get("classical_folds", {}).get(fold)
+        met = sum(
+            all(quality.targets(e["wespe"], e["supervised"], classical).values()) for e in entries
+        )
         lines.append(
             f"| {fold} | {gain(w):+.2f} | {gain(s):+.2f} | {gain(w) / gain(s):.0%} | "
             f"{w['ciede2000']:.2f} ({w['ciede2000_input']:.2f}) | {w['contrast_ratio']:.2f} "
             f"({w['contrast_ratio_input']:.2f}) | {w['colorfulness_ratio']:.2f} "
-            f"({w['colorfulness_ratio_input']:.2f}) | {met} of {len(entries)} |"
+            f"({w['colorfulness_ratio_input']:.2f}) | {quality.detail_gain(w):+.2f} / "
+            f"{quality.detail_gain(s):+.2f} | {classical_note(headline, fold) or '-'} | "
+            f"{met} of {len(entries)} |"
         )
     return "\n".join(lines)
 
@@ -94,8 +116,8 @@ def length_table(headline: dict, longer: dict[str, dict]) -> str:
     seeds = sorted({s for record in longer.values() for s in record["seeds"]})
     lines = [
         "| length | iterations | seeds | PSNR gain (dB) | SSIM | CIEDE2000 | contrast ratio | "
-        "colorfulness ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "colorfulness ratio | detail (dB over input) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [("1x", headline)] + list(longer.items())
     for name, record in rows:
@@ -107,8 +129,11 @@ def length_table(headline: dict, longer: dict[str, dict]) -> str:
             f"{per_seed([f['ssim'] for f in figures], '.3f')} | "
             f"{per_seed([f['ciede2000'] for f in figures], '.2f')} | "
             f"{per_seed([f['contrast_ratio'] for f in figures], '.2f')} | "
-            f"{per_seed([f['colorfulness_ratio'] for f in figures], '.2f')} |"
+            f"{per_seed([f['colorfulness_ratio'] for f in figures], '.2f')} | "
+            f"{per_seed([quality.detail_gain(f) for f in figures], '+.2f')} |"
         )
+    if note := classical_note(headline, fold):
+        lines.append(f"\nBest classical baseline on these photos: {note}.")
     return "\n".join(lines)
 
 
@@ -118,8 +143,9 @@ def degradation_table(headline: dict, strengths: dict[str, dict]) -> str:
     lines = [
         "| degradation | input PSNR (dB) | WESPE gain per seed (dB) | supervised gain per seed (dB) | "
         "share of supervised | CIEDE2000 WESPE / supervised (input) | contrast ratio (input) | "
+        "detail WESPE / supervised (dB over input) | best classical baseline | "
         "seeds meeting the targets |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     records = {
         "mild": strengths.get("mild"),
@@ -134,13 +160,15 @@ def degradation_table(headline: dict, strengths: dict[str, dict]) -> str:
         s = [e["supervised"] for e in entries]
         mean_w, mean_s = quality.mean_figures(w), quality.mean_figures(s)
         shares = [gain(a) / gain(b) for a, b in zip(w, s, strict=True)]
-        met = sum(all(quality.targets(a, b).values()) for a, b in zip(w, s, strict=True))
+        classical = record.get("classical_folds", {}).get(fold)
+        met = sum(all(quality.targets(a, b, classical).values()) for a, b in zip(w, s, strict=True))
         lines.append(
             f"| {name} | {mean_w['psnr_input']:.2f} | {per_seed([gain(f) for f in w], '+.2f')} | "
             f"{per_seed([gain(f) for f in s], '+.2f')} | {per_seed(shares, '.0%')} | "
             f"{mean_w['ciede2000']:.2f} / {mean_s['ciede2000']:.2f} ({mean_w['ciede2000_input']:.2f}) | "
             f"{mean_w['contrast_ratio']:.2f} ({mean_w['contrast_ratio_input']:.2f}) | "
-            f"{met} of {len(entries)} |"
+            f"{quality.detail_gain(mean_w):+.2f} / {quality.detail_gain(mean_s):+.2f} | "
+            f"{classical_note(record, fold) or '-'} | {met} of {len(entries)} |"
         )
     return "\n".join(lines)
 
@@ -148,8 +176,9 @@ def degradation_table(headline: dict, strengths: dict[str, dict]) -> str:
 def ablation_table(ablation: Path) -> str:
     lines = [
         "| variant | PSNR gain per seed 0 / 1 / 2 (dB) | mean | SSIM change (mean) | CIEDE2000 (mean) | "
-        "contrast ratio per seed | colorfulness ratio (mean) | benchmark arguments |",
-        "|---|---|---|---|---|---|---|---|",
+        "contrast ratio per seed | colorfulness ratio (mean) | detail per seed (dB over input) | "
+        "benchmark arguments |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for folder, what, arguments in ABLATION:
         record = load(ablation / folder)
@@ -162,7 +191,8 @@ def ablation_table(ablation: Path) -> str:
             f"{statistics.mean(f['ssim'] - f['ssim_input'] for f in figures):+.3f} | "
             f"{statistics.mean(f['ciede2000'] for f in figures):.2f} | "
             f"{per_seed([f['contrast_ratio'] for f in figures], '.2f')} | "
-            f"{statistics.mean(f['colorfulness_ratio'] for f in figures):.2f} | {arguments} |"
+            f"{statistics.mean(f['colorfulness_ratio'] for f in figures):.2f} | "
+            f"{per_seed([quality.detail_gain(f) for f in figures], '+.2f')} | {arguments} |"
         )
     first = load(ablation / ABLATION[0][0])
     if first is not None:
@@ -170,8 +200,11 @@ def ablation_table(ablation: Path) -> str:
         lines.append(
             f"\nThe degraded validation input: PSNR {f['psnr_input']:.2f} dB, SSIM "
             f"{f['ssim_input']:.4f}, CIEDE2000 {f['ciede2000_input']:.2f}, contrast ratio "
-            f"{f['contrast_ratio_input']:.2f}, colorfulness ratio {f['colorfulness_ratio_input']:.2f}."
+            f"{f['contrast_ratio_input']:.2f}, colorfulness ratio {f['colorfulness_ratio_input']:.2f}, "
+            f"detail PSNR {f['detail_psnr_input']:.2f} dB."
         )
+        if note := classical_note(first):
+            lines.append(f"Best classical baseline on the validation photos: {note}.")
     return "\n".join(lines)
 
 
@@ -183,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     headline = load(args.benchmark / "headline")
     if headline is not None:
         print("## Headline\n")
-        print(quality.table(headline["results"], headline["stage"]))
+        print(quality.table(headline["results"], headline["stage"], headline.get("classical")))
         print("\n## Per test scene (mean over seeds)\n")
         print(per_fold_table(headline))
         longer = {n: load(args.benchmark / f"length{n}") for n in ("2x", "4x")}
@@ -196,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         if strengths:
             print("\n## Degradation strength (test photos)\n")
             print(degradation_table(headline, strengths))
+    classical = load(args.benchmark / "classical")
+    if classical is not None:
+        print("\n## Classical baselines under each degradation (test photos)\n")
+        print(quality.classical_baselines().table(classical))
     if args.ablation.is_dir():
         print("\n## Ablation (validation photos)\n")
         print(ablation_table(args.ablation))

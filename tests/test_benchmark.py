@@ -211,6 +211,16 @@ def test_report_tables_average_over_seeds_and_keep_each_seed(tmp_path):
     # motorcycle: mean gain +7 of +8 (88 %), both seeds meet the targets; rocket: +4, none.
     assert "| motorcycle | +7.00 | +8.00 | 88% |" in table and "| 2 of 2 |" in table
     assert "| rocket | +4.00 | +8.00 | 50% |" in table and "| 0 of 2 |" in table
+    # With the classical baselines stored beside the runs, each scene names its best one, and
+    # beating it becomes a target: on motorcycle neither seed does (seed 1's +8 dB is above
+    # auto-levels' +7, but its CIEDE2000 of 10 is not below 9.5).
+    headline["classical_folds"] = {
+        "motorcycle": {"auto-levels": figures(22.0, 0.6, 9.5, 1.0, detail=24.5)},
+        "rocket": {"auto-levels": figures(18.0, 0.6, 12.0, 1.0)},
+    }
+    table = report.per_fold_table(headline)
+    assert "| auto-levels +7.00 dB, CIEDE2000 9.50, detail +0.50 dB | 0 of 2 |" in table
+    assert "| +1.00 / +1.00 | auto-levels +3.00 dB" in table
 
     # Training length: each row lists the seeds it has (the 4x run has one).
     configs = [
