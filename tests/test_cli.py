@@ -203,7 +203,7 @@ def test_every_config_builds(configs, tmp_path, monkeypatch, vgg19_torch_home):
     sources = [yaml.safe_load(config.read_text()) for config in configs]
     data_class = sources[0]["data"]["class_path"]
     if data_class.endswith("DPEDDataModule"):
-        phones = [s["data"]["init_args"].get("phone") for s in sources]
+        phones = [((s.get("data") or {}).get("init_args") or {}).get("phone") for s in sources]
         phone = next((p for p in reversed(phones) if p), "iphone")  # the last one given wins
         write_dped_tree(tmp_path / "dped", phone)
         args.append(f"--data.init_args.root={tmp_path / 'dped'}")
@@ -211,7 +211,8 @@ def test_every_config_builds(configs, tmp_path, monkeypatch, vgg19_torch_home):
     if data_class.endswith("DPEDDataModule"):
         assert cli.datamodule.phone == phone
         # The run is named once, by the logger; the phone's piece names it after the phone.
-        names = [s["trainer"]["logger"]["init_args"]["name"] for s in sources]
+        loggers = [((s.get("trainer") or {}).get("logger") or {}) for s in sources]
+        names = [logger["init_args"]["name"] for logger in loggers if logger]
         assert cli.trainer.logger.name == names[-1]
     cli.datamodule.setup("fit")
     batch = next(iter(cli.datamodule.train_dataloader()))
@@ -253,6 +254,44 @@ def test_the_paper_piece_reverts_every_departure_of_the_quickstart(tmp_path):
         )
     # The data and network sizes stay the quickstart's.
     assert paper.generator.head[0].out_channels == quickstart.generator.head[0].out_channels
+
+
+def test_the_dped_recipe_piece_brings_the_quickstarts_departures_at_the_papers_size(
+    tmp_path, vgg19_torch_home, monkeypatch
+):
+    monkeypatch.setenv("TORCH_HOME", str(vgg19_torch_home))
+    write_dped_tree(tmp_path / "dped", "iphone")
+
+    def build(*configs: str):
+        args = [arg for config in configs for arg in ("-c", str(CONFIGS / config))]
+        args += [f"--trainer.logger.init_args.save_dir={tmp_path}"]
+        if configs[0] == "dped.yaml":
+            args.append(f"--data.init_args.root={tmp_path / 'dped'}")
+        return cli_main(args, run=False).model
+
+    quickstart = build("quickstart.yaml")
+    paper = build("dped.yaml", "dped/iphone.yaml")
+    recipe = build("dped.yaml", "dped/iphone.yaml", "dped/recipe.yaml")
+    # Every setting the quickstart departs from the paper with, the recipe piece sets the same.
+    assert recipe.generator.output == quickstart.generator.output == "residual"
+    assert recipe.inverse_generator.output == "residual"
+    for name in ("texture_discriminator", "color_discriminator"):
+        assert getattr(recipe, name).input_statistics
+        norms = {type(m).__name__ for m in getattr(recipe, name).modules()}
+        assert "InstanceNorm2d" not in norms
+    assert recipe.tv_loss.loss_weight == quickstart.tv_loss.loss_weight
+    for ours, theirs in ((recipe.color_loss, quickstart.color_loss),
+                         (recipe.texture_loss, quickstart.texture_loss)):  # fmt: skip
+        assert (ours.kind, ours.loss_weight) == (theirs.kind, theirs.loss_weight)
+    assert recipe.generator_ema is not None
+    ours = [o.defaults for o in recipe.configure_optimizers()[0]]
+    theirs = [o.defaults for o in quickstart.configure_optimizers()[0]]
+    assert [(d["lr"], tuple(d["betas"])) for d in ours] == [
+        (d["lr"], tuple(d["betas"])) for d in theirs
+    ]
+    # The paper's sizes and content loss stay.
+    assert recipe.generator.head[0].out_channels == paper.generator.head[0].out_channels == 64
+    assert type(recipe.content_loss).__name__ == "PerceptualLoss"
 
 
 def build_dped_config_with_vgg_weights(tmp_path: Path, weights: str):
