@@ -1,13 +1,16 @@
-"""The README's benchmark tables, read from the ``results.json`` files of ``quality.py`` runs.
+"""The README's benchmark tables, read from the ``results.json`` files of ``quality.py`` and
+``classical.py`` runs.
 
-    python benchmarks/report.py                          # runs/benchmark and runs/ablation
+    python benchmarks/report.py                # runs/benchmark, runs/ablation and runs/texture
+    python benchmarks/report.py --benchmark docs/results/benchmark --texture docs/results/texture
 
 Expects, under ``--benchmark``: ``headline/`` (``quality.py``), ``length2x/`` and ``length4x/``
 (``--length 2|4 --folds 0 --no-supervised``), ``degradation_mild/`` and ``degradation_strong/``
-(``--degradation mild|strong --folds 0``); under ``--ablation``: one folder per ablation row
-(``--stage val --folds 0 --no-supervised``), ``recipe/`` first. Missing folders are skipped.
-Every figure comes from those files; nothing is computed here but means and differences.
-"""
+(``--degradation phone_mild|phone_strong --folds 0``) and ``classical/`` (``classical.py``);
+under ``--ablation`` and ``--texture``: one folder per row of :data:`ABLATION` and
+:data:`TEXTURE` (``--stage val --folds 0 --no-supervised``), ``recipe/`` first. Missing folders
+are skipped. Every figure comes from those files; nothing is computed here but means and
+differences. ``docs/results/`` keeps the files behind the README's current figures."""
 
 from __future__ import annotations
 
@@ -38,6 +41,17 @@ ABLATION = (
     ("vanilla", "cross-entropy GAN instead of LSGAN (paper)", "`-- ...{color,texture}_loss.init_args.kind=vanilla`"),
     ("dped_output", "DPED output and init instead of identity residual (paper)", "`-- ...{generator,inverse_generator}.init_args.output=dped ...init=dped`"),
     ("paper", "the paper's recipe: all of the above but the data (configs/paper.yaml)", "`--config configs/quickstart.yaml configs/benchmark.yaml configs/paper.yaml`"),
+)  # fmt: skip
+
+
+#: Texture rows (issue #22), the recipe under the phone degradation and what was tried to make
+#: it restore detail, each with ``--stage val --folds 0 --no-supervised`` and the seeds it lists.
+TEXTURE = (
+    ("recipe", "the recipe", ""),
+    ("no_texture", "without the texture loss (its weight 0)", "`-- ...texture_loss.init_args.loss_weight=0.0`"),
+    ("lowpass", "content loss on blurred images (`LowPassLoss`, σ 2)", "`-- ...content_loss.class_path=wespe.losses.LowPassLoss`"),
+    ("highpass", "texture discriminator on high-pass gray (σ 1.5)", "`-- ...texture_loss.init_args.high_pass_sigma=1.5`"),
+    ("lowpass_highpass", "both", "both of the above"),
 )  # fmt: skip
 
 
@@ -173,14 +187,17 @@ def degradation_table(headline: dict, strengths: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def ablation_table(ablation: Path) -> str:
+def ablation_table(ablation: Path, rows: tuple = ABLATION) -> str:
+    """Markdown: one row per variant folder of ``rows`` found under ``ablation``, each seed's
+    figures and their means, then the degraded validation input's and the best classical
+    baseline's (from the first row's record)."""
     lines = [
-        "| variant | PSNR gain per seed 0 / 1 / 2 (dB) | mean | SSIM change (mean) | CIEDE2000 (mean) | "
+        "| variant | PSNR gain per seed (dB) | mean | SSIM change (mean) | CIEDE2000 (mean) | "
         "contrast ratio per seed | colorfulness ratio (mean) | detail per seed (dB over input) | "
-        "benchmark arguments |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "noise (mean, levels) | sharpness ratio (mean) | benchmark arguments |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for folder, what, arguments in ABLATION:
+    for folder, what, arguments in rows:
         record = load(ablation / folder)
         if record is None:
             continue
@@ -192,16 +209,19 @@ def ablation_table(ablation: Path) -> str:
             f"{statistics.mean(f['ciede2000'] for f in figures):.2f} | "
             f"{per_seed([f['contrast_ratio'] for f in figures], '.2f')} | "
             f"{statistics.mean(f['colorfulness_ratio'] for f in figures):.2f} | "
-            f"{per_seed([quality.detail_gain(f) for f in figures], '+.2f')} | {arguments} |"
+            f"{per_seed([quality.detail_gain(f) for f in figures], '+.2f')} | "
+            f"{statistics.mean(f['noise'] for f in figures):.1f} | "
+            f"{statistics.mean(f['sharpness_ratio'] for f in figures):.2f} | {arguments} |"
         )
-    first = load(ablation / ABLATION[0][0])
+    first = load(ablation / rows[0][0])
     if first is not None:
         f = first["results"][0]["wespe"]
         lines.append(
             f"\nThe degraded validation input: PSNR {f['psnr_input']:.2f} dB, SSIM "
             f"{f['ssim_input']:.4f}, CIEDE2000 {f['ciede2000_input']:.2f}, contrast ratio "
             f"{f['contrast_ratio_input']:.2f}, colorfulness ratio {f['colorfulness_ratio_input']:.2f}, "
-            f"detail PSNR {f['detail_psnr_input']:.2f} dB."
+            f"detail PSNR {f['detail_psnr_input']:.2f} dB, noise {f['noise_input']:.1f} levels, "
+            f"sharpness ratio {f['sharpness_ratio_input']:.2f}."
         )
         if note := classical_note(first):
             lines.append(f"Best classical baseline on the validation photos: {note}.")
@@ -212,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--benchmark", type=Path, default=REPO / "runs" / "benchmark")
     parser.add_argument("--ablation", type=Path, default=REPO / "runs" / "ablation")
+    parser.add_argument("--texture", type=Path, default=REPO / "runs" / "texture")
     args = parser.parse_args(argv)
     headline = load(args.benchmark / "headline")
     if headline is not None:
@@ -236,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.ablation.is_dir():
         print("\n## Ablation (validation photos)\n")
         print(ablation_table(args.ablation))
+    if args.texture.is_dir():
+        print("\n## Restoring texture: what was tried (validation photos)\n")
+        print(ablation_table(args.texture, TEXTURE))
     return 0
 
 
