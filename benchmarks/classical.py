@@ -186,12 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        nargs="+",
-        default=[REPO / "configs" / "quickstart.yaml", REPO / "configs" / "benchmark.yaml"],
-    )
+    parser.add_argument("--config", type=Path, nargs="+", default=quality.RECIPE)
     parser.add_argument(
         "--degradations",
         nargs="+",

@@ -54,6 +54,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: The benchmark recipe: ``wespe fit -c configs/quickstart.yaml -c configs/benchmark.yaml``.
+RECIPE = [REPO / "configs" / "quickstart.yaml", REPO / "configs" / "benchmark.yaml"]
 #: Validation photos of every fold: the recipe's choices were made on them.
 VAL_PHOTOS = ("chelsea", "coffee")
 #: The rotating split. Fold 0 is EmbeddedSampleDataModule's default; each other fold swaps its
@@ -418,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         "--config",
         type=Path,
         nargs="+",
-        default=[REPO / "configs" / "quickstart.yaml", REPO / "configs" / "benchmark.yaml"],
+        default=RECIPE,
         help="WESPE's config files, later ones overriding earlier ones (wespe fit -c ... -c ...)",
     )
     parser.add_argument(
