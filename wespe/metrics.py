@@ -211,18 +211,25 @@ def detail_psnr(x: Tensor, reference: Tensor, degree: int = 3) -> Tensor:
     _check_image("x", x, channels=3)
     values = x.detach().clamp(0, 1).double().flatten(2)  # (B, 3, N)
     target = reference.detach().clamp(0, 1).double().flatten(2)
-    # Normal equations from power sums: no (N, degree + 1) design matrix in memory.
-    powers = [torch.ones_like(values)]
-    for _ in range(2 * degree):
-        powers.append(powers[-1] * values)
-    moments = torch.stack([p.sum(-1) for p in powers], -1)  # (B, 3, 2 degree + 1)
+    # Normal equations from power sums, one power in memory at a time: neither an (N, degree + 1)
+    # design matrix nor 2 degree + 1 float64 copies of a 12 MP photo (2 GB).
+    moments, right = [], []
+    power = torch.ones_like(values)
+    for k in range(2 * degree + 1):
+        moments.append(power.sum(-1))
+        if k <= degree:
+            right.append((power * target).sum(-1))
+        if k < 2 * degree:
+            power = power * values
+    del power
     index = torch.arange(degree + 1)
-    gram = moments[..., index[:, None] + index[None, :]]  # (B, 3, d + 1, d + 1)
-    right = torch.stack([(p * target).sum(-1) for p in powers[: degree + 1]], -1)
+    gram = torch.stack(moments, -1)[..., index[:, None] + index[None, :]]  # (B, 3, d + 1, d + 1)
     # lstsq rather than solve: a flat channel makes the system singular.
-    coefficients = torch.linalg.lstsq(gram.cpu(), right.cpu()[..., None]).solution[..., 0]
-    coefficients = coefficients.to(values.device)
-    fitted = sum(c[..., None] * p for c, p in zip(coefficients.unbind(-1), powers, strict=False))
+    coefficients = torch.linalg.lstsq(gram.cpu(), torch.stack(right, -1).cpu()[..., None])
+    coefficients = coefficients.solution[..., 0].to(values.device)  # (B, 3, d + 1)
+    fitted = coefficients[..., degree, None].expand_as(values)  # Horner's scheme
+    for k in range(degree - 1, -1, -1):
+        fitted = fitted * values + coefficients[..., k, None]
     mse = (fitted.clamp(0, 1) - target).square().mean(dim=(1, 2))
     return (10 * torch.log10(1 / mse.clamp_min(1e-10))).float().to(x.device)
 
