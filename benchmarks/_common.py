@@ -1,18 +1,32 @@
 """What the benchmark scripts share: the machine's description, a timing loop, a Trainer that
-runs training alone, and Markdown tables."""
+runs training alone, Markdown tables, and loading one script from another."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytorch_lightning as pl
 import torch
 
 from wespe.runs import markdown_table
+
+
+@functools.cache
+def script(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module, executed once per process (benchmarks/ is not a
+    package)."""
+    path = Path(__file__).resolve().with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def machine_line() -> str:

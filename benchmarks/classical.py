@@ -18,7 +18,6 @@ for the gamma), never on test photos.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
@@ -33,6 +32,9 @@ from wespe.classical import ClassicalEnhancer
 from wespe.module import EnhancerModule
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _common import script  # noqa: E402
 
 #: The classical methods, name -> steps of :class:`~wespe.classical.ClassicalEnhancer`
 #: (the targets and sigma chosen on validation with ``--tune``).
@@ -52,10 +54,7 @@ TUNED = {
 
 
 def _quality():  # noqa: ANN202 - the module of a script beside this one
-    spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("quality")
 
 
 def fold_data(
@@ -152,9 +151,10 @@ def table(record: dict) -> str:
         "contrast ratio | sharpness ratio |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    quality = _quality()
     for degradation, entry in record["degradations"].items():
         first = next(iter(entry["methods"].values()))
-        rows = {"identity (degraded input)": {k: first[f"{k}_input"] for k in _FIGURES}}
+        rows = {"identity (degraded input)": quality.input_figures(first)}
         rows.update(entry["methods"])
         for name, m in rows.items():
             lines.append(
@@ -168,17 +168,6 @@ def table(record: dict) -> str:
         "detail PSNR of the clean photos themselves: 100 (exact)."
     )
     return "\n".join(lines)
-
-
-_FIGURES = (
-    "psnr",
-    "ssim",
-    "ciede2000",
-    "detail_psnr",
-    "noise",
-    "contrast_ratio",
-    "sharpness_ratio",
-)
 
 
 def main(argv: list[str] | None = None) -> int:

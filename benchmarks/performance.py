@@ -19,23 +19,17 @@ tables the README's Performance section quotes), beside each part's own JSON.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
 
-
-def _script(name: str) -> ModuleType:
-    """``benchmarks/<name>.py`` as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _common import script as _script  # noqa: E402
 
 
 def parts(out: Path, quick: bool) -> dict[str, tuple[str, list[str]]]:

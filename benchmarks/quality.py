@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import logging
 import os
@@ -57,6 +56,9 @@ import torchvision
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _common import script  # noqa: E402
 
 #: The benchmark recipe: ``wespe fit -c configs/quickstart.yaml -c configs/benchmark.yaml``.
 RECIPE = [REPO / "configs" / "quickstart.yaml", REPO / "configs" / "benchmark.yaml"]
@@ -355,10 +357,7 @@ def summary(results: list[dict], stage: str = "test", classical: dict | None = N
 
 def classical_baselines():  # noqa: ANN201 - the module of the script beside this one
     """benchmarks/classical.py, the classical methods' definitions and evaluation."""
-    spec = importlib.util.spec_from_file_location("classical", REPO / "benchmarks" / "classical.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("classical")
 
 
 def mean_classical(per_fold: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:

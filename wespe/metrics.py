@@ -264,8 +264,9 @@ def noise_level(x: Tensor, scale: int = 2) -> Tensor:
     from skimage.restoration import estimate_sigma
 
     _check_image("x", x, channels=3)
-    blocks = torch.nn.functional.avg_pool2d(x.detach().float(), scale) if scale > 1 else x
-    arrays = blocks.detach().float().permute(0, 2, 3, 1).double().cpu().numpy()
+    pixels = x.detach().float()
+    blocks = torch.nn.functional.avg_pool2d(pixels, scale) if scale > 1 else pixels
+    arrays = blocks.permute(0, 2, 3, 1).double().cpu().numpy()
     sigmas = [estimate_sigma(a, channel_axis=-1, average_sigmas=True) for a in arrays]
     return 255 * scale * torch.tensor(sigmas, dtype=torch.float32, device=x.device)
 
